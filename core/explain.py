@@ -121,7 +121,9 @@ def explain_features(
     result = spec.fn(CamInputs(acts32, g, dict(options or {})))
     maps_small, degenerate = normalize_maps(result.raw.float(), bad)
     raw = torch.where(degenerate.view(-1, 1, 1), torch.zeros_like(result.raw.float()), result.raw.float())
-    maps = upsample_maps(maps_small, tuple(input_size))
+    # Normalise again after upsampling (bilinear interpolation does not reach the grid
+    # extremes), so every map spans exactly [0, 1] at input size, as pytorch-grad-cam's.
+    maps, _ = normalize_maps(upsample_maps(maps_small, tuple(input_size)), degenerate)
     boxes = boxes_from_maps(maps, threshold) if with_boxes else [[] for _ in range(maps.shape[0])]
     return Explanation(method, logits.detach(), logits.detach().argmax(1), tgt, raw, maps, boxes,
                        degenerate, result.n_components)

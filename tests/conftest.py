@@ -6,7 +6,11 @@ from pathlib import Path
 import pytest
 import torch
 
+import os
+
 ROOT = Path(__file__).resolve().parents[1]
+# MASKSTREAM_TEST_DEVICE=cuda runs the device-aware tests (maps, parity) on the GPU.
+TEST_DEVICE = os.environ.get("MASKSTREAM_TEST_DEVICE", "cpu")
 SHARED = ROOT.parent / "shared"
 
 

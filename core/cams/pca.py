@@ -114,4 +114,5 @@ def components_for_fraction(ratio: Tensor, fraction: float) -> Tensor:
         raise ValueError(f"variance fraction must be in (0, 1], but got {fraction}")
     cum = ratio.cumsum(dim=1)
     n = (cum <= fraction).sum(dim=1) + 1
+    n = torch.where(cum[:, -1] > 0, n, torch.ones_like(n))
     return n.clamp(1, ratio.shape[1])
