@@ -1,0 +1,107 @@
+"""Benchmark: bare forward vs. each map method end to end vs. pytorch-grad-cam, same model and batch.
+
+Usage:
+    python -m tools.bench_cam [--backbone resnet18] [--batch 16] [--size 224] [--iters 5] [--device cpu]
+
+Prints a Markdown table: median seconds per batch, images/s, ratio to the bare forward, and
+speed-up over pytorch-grad-cam's implementation of the same method (measured in the same run).
+"Ours" = forward + map + per-image normalisation + upsampling + boxes; pytorch-grad-cam's
+= its forward + map + its per-image scaling (it computes no boxes).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from typing import Callable
+
+import torch
+from tqdm import tqdm
+
+import core
+from core.model import CamModel, build_torchvision
+
+PGC = {"gradcam": "GradCAM", "gradcam++": "GradCAMPlusPlus", "layercam": "LayerCAM", "eigencam": "EigenCAM"}
+
+
+def timeit(fn: Callable[[], object], iters: int, device: torch.device) -> float:
+    """Median wall time of ``fn`` over ``iters`` runs after one warm-up (GPU synchronised)."""
+    fn()
+    times = []
+    for _ in range(iters):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and print the table."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--backbone", default="resnet18", choices=["resnet18", "mobilenet_v2"])
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--iters", type=int, default=5)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--no-reference", action="store_true", help="skip pytorch-grad-cam")
+    ap.add_argument("--json", default=None, help="also write the rows as JSON to this file")
+    args = ap.parse_args(argv)
+
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    net = build_torchvision(args.backbone, 2).eval().to(device)
+    model = CamModel(net).eval()
+    x = torch.randn(args.batch, 3, args.size, args.size, device=device)
+    rows: list[dict] = []
+    todo = ["forward"] + list(core.METHODS) + ([] if args.no_reference else [f"pgc:{m}" for m in PGC])
+    bar = tqdm(todo, desc="benchmark", unit="row")
+    for name in bar:
+        bar.set_postfix_str(name)
+        if name == "forward":
+            def fn():
+                with torch.inference_mode():
+                    return model(x)
+        elif name.startswith("pgc:"):
+            import pytorch_grad_cam as pgc
+            from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+            layer = net.layer4[-1] if model.kind == "resnet" else net.features[-1]
+            cam = getattr(pgc, PGC[name[4:]])(model=net, target_layers=[layer])
+            targets = [ClassifierOutputTarget(0)] * args.batch
+
+            def fn(cam=cam, targets=targets):
+                return cam(input_tensor=x, targets=targets)
+        else:
+            def fn(name=name):
+                return core.explain(model, x, name)
+        t = timeit(fn, args.iters, device)
+        rows.append({"name": name, "sec_per_batch": t, "img_per_s": args.batch / t})
+    base = rows[0]["img_per_s"]
+    by_name = {r["name"]: r for r in rows}
+    print(f"\n{args.backbone}, batch {args.batch}, {args.size}px, {device}, torch threads {torch.get_num_threads()}, "
+          f"median of {args.iters}\n")
+    print("| what | s/batch | img/s | × bare forward | speed-up vs pytorch-grad-cam |")
+    print("|---|---:|---:|---:|---:|")
+    for r in rows:
+        ref = by_name.get(f"pgc:{r['name']}")
+        r["x_forward"] = r["img_per_s"] / base
+        r["x_pgc"] = r["img_per_s"] / ref["img_per_s"] if ref else None
+        speed = f"{r['x_pgc']:.2f}×" if r["x_pgc"] else ""
+        print(f"| {r['name']} | {r['sec_per_batch']:.3f} | {r['img_per_s']:.1f} | {r['x_forward']:.2f} | {speed} |")
+    if "pgc:eigencam" in by_name:
+        hp = by_name["haycam+"]["img_per_s"]
+        print(f"\nHayCAM+ end to end: {hp / base:.2f}× the bare forward (target ≥ 0.85), "
+              f"{hp / by_name['pgc:eigencam']['img_per_s']:.1f}× pytorch-grad-cam EigenCAM (target ≥ 5)")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"config": vars(args), "rows": rows}, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
