@@ -222,6 +222,7 @@ def export_onnx(
     proto = onnx.load(str(tmp))
     k, c = (int(s) for s in src.head_weights()[0].shape)
     _name_head(proto, k, c)
+    _static_map_shapes(proto)
     props = {
         "maskstream.format": FORMAT,
         "maskstream.version": str(VERSION),
@@ -272,6 +273,24 @@ def _name_head(proto, k: int, c: int) -> None:
         for i, name in enumerate(node.input):
             if name in rename:
                 node.input[i] = rename[name]
+
+
+def _static_map_shapes(proto) -> None:
+    """Give the in-graph map outputs static non-batch dims (the tracer leaves symbolic ones)."""
+    outs = {o.name: o for o in proto.graph.output}
+    dims = [d.dim_value for d in outs["activations"].type.tensor_type.shape.dim[2:]]
+    if len(dims) != 2 or not all(dims):
+        return
+    h, w = dims
+    want = {"haycam_gram": [h * w, h * w], "haycam_chsum": [h * w]}
+    want.update({n: [h, w] for n in outs if n.startswith("map_")})
+    for name, shape in want.items():
+        if name not in outs:
+            continue
+        dim = outs[name].type.tensor_type.shape.dim
+        del dim[1:]
+        for v in shape:
+            dim.add().dim_value = v
 
 
 def _to_fp16(proto):

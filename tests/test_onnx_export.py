@@ -81,10 +81,15 @@ def test_dynamic_batch_matches_torch(resnet_maps, session, batch):
     np.testing.assert_allclose(acts, ref_a.numpy(), atol=1e-4 * scale, rtol=0)
 
 
-def test_in_graph_maps_equal_core_maps(resnet_maps, session):
+def test_in_graph_maps_equal_core_maps(resnet_maps):
+    """The in-graph maps, read through the onnxruntime backend, equal core.cams on the torch forward."""
+    from core.backends import create_backend
+
     model, path = resnet_maps
     x = images(3, seed=5)
-    out = dict(zip(read_onnx_info(path).outputs, session.run(None, {"input": x.numpy()})))
+    backend = create_backend("onnxruntime", device="cpu", onnx_path=str(path))
+    out = {k: v.numpy() for k, v in backend.run(x).items()}
+    assert out["map_gradcam"].shape == (3, 7, 7) and out["haycam_gram"].shape == (3, 49, 49)
     with torch.no_grad():
         logits, acts = model(x)
     g = analytic_grads(model.head_weights()[0].detach(), logits.argmax(1), acts.shape)
