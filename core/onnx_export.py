@@ -50,18 +50,18 @@ import hashlib
 import json
 import os
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from core.cams.base import CamInputs
 from core.cams.gradcam import gradcam
 from core.cams.gradcampp import gradcam_pp
 from core.cams.layercam import layercam
-from core.cams.base import CamInputs
 from core.cams.pca import components_for_fraction, flatten_positions
 from core.model import BACKBONES, CamModel, ModelMeta
 

@@ -8,8 +8,8 @@ import warnings
 
 import pytest
 import torch
-
 from backend_helpers import calibrated_model, device_under_test, images, strict_fp32
+
 from core.backends import create_backend
 from core.cams import METHODS
 from core.explain import explain, explain_features

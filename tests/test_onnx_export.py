@@ -8,8 +8,8 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-
 from backend_helpers import calibrated_model, images
+
 from core.cams import CamInputs
 from core.cams.gradcam import gradcam
 from core.cams.gradcampp import gradcam_pp
@@ -18,7 +18,11 @@ from core.cams.layercam import layercam
 from core.gradients import analytic_grads
 from core.model import ModelMeta
 from core.onnx_export import (
-    IN_GRAPH_MAPS, convert_fp16, export_onnx, haycam_plus_from_gram, read_onnx_info,
+    IN_GRAPH_MAPS,
+    convert_fp16,
+    export_onnx,
+    haycam_plus_from_gram,
+    read_onnx_info,
 )
 
 META = ModelMeta(backbone="resnet18", class_names=("with_mask", "without_mask"), input_size=224,
@@ -70,7 +74,7 @@ def test_graph_contract_and_metadata_round_trip(resnet_maps):
 
 @pytest.mark.parametrize("batch", [1, 3])
 def test_dynamic_batch_matches_torch(resnet_maps, session, batch):
-    model, path = resnet_maps
+    model, _ = resnet_maps
     x = images(batch)
     logits, acts = session.run(["logits", "activations"], {"input": x.numpy()})
     with torch.no_grad():

@@ -27,14 +27,16 @@ import sys
 import time
 import traceback
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
 METHODS_ALL = ("forward", "gradcam", "gradcam++", "layercam", "eigencam", "haycam", "haycam+")
-BACKENDS_ALL = ("torch", "onnxruntime", "pytorch-grad-cam", "onnxruntime+maps", "onnxruntime-trt", "torch-compile")
+BACKENDS_ALL = ("torch", "onnxruntime", "pytorch-grad-cam", "onnxruntime+maps", "onnxruntime-trt", "onnxruntime-nhwc",
+                "torch-compile")
 GRADCAM_CLASSES = {"gradcam": "GradCAM", "gradcam++": "GradCAMPlusPlus", "layercam": "LayerCAM", "eigencam": "EigenCAM"}
 
 
@@ -58,7 +60,7 @@ class Row:
 
 def _percentile(xs: list[float], q: float) -> float:
     s = sorted(xs)
-    k = min(len(s) - 1, max(0, int(round(q / 100.0 * (len(s) - 1)))))
+    k = min(len(s) - 1, max(0, round(q / 100.0 * (len(s) - 1))))
     return s[k]
 
 
@@ -119,6 +121,9 @@ class Bench:
                                        compile=name == "torch-compile")
                 elif name == "onnxruntime":
                     b = create_backend("onnxruntime", device=self.device, fp16=fp16, model=self.model, **ort_opts)
+                elif name == "onnxruntime-nhwc":  # CUDA provider with NHWC kernels (tensor-core friendly)
+                    b = create_backend("onnxruntime", device=self.device, fp16=fp16, model=self.model,
+                                       provider_options={"CUDAExecutionProvider": {"prefer_nhwc": "1"}}, **ort_opts)
                 elif name == "onnxruntime-trt":
                     b = create_backend("onnxruntime", device=self.device, fp16=fp16, model=self.model,
                                        tensorrt=True, **ort_opts)
@@ -132,7 +137,7 @@ class Bench:
                 self.notes.append(f"{name}: {w.message}")
             self.backends[name] = b
             return b
-        except Exception as exc:  # keep going: the row says why
+        except Exception as exc:  # noqa: BLE001 - keep going: the row says why
             self.errors[name] = f"{type(exc).__name__}: {exc}"
             print(f"[bench] {name}: cannot build: {self.errors[name]}", file=sys.stderr)
             traceback.print_exc()
@@ -179,7 +184,7 @@ class Bench:
         elif method == "haycam+":
             def raw():
                 out = b.run(x, ("logits", "haycam_gram", "haycam_chsum"))
-                side = int(round(out["haycam_chsum"].shape[1] ** 0.5))
+                side = round(out["haycam_chsum"].shape[1] ** 0.5)
                 r, _ = haycam_plus_from_gram(out["haycam_gram"], out["haycam_chsum"])
                 return r.reshape(r.shape[0], side, -1)
         else:
@@ -249,7 +254,7 @@ def run_bench(args: argparse.Namespace) -> dict:
                     try:
                         bench.time(fn, args.warmup)
                         fns[key] = fn
-                    except Exception as exc:
+                    except Exception as exc:  # noqa: BLE001 - a failing row must not end the run
                         row.error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
                         print(f"[bench] {key}: {row.error}", file=sys.stderr)
                 rows[key] = row
@@ -260,7 +265,7 @@ def run_bench(args: argparse.Namespace) -> dict:
                 continue
             try:
                 rows[key].times += bench.time(fn, per_round)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - a failing row must not end the run
                 rows[key].error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
         print(f"[bench] round {r + 1}/{args.rounds} done ({time.time() - t_start:.0f}s)", file=sys.stderr)
     rerun: list[Row] = []
@@ -282,6 +287,7 @@ def run_bench(args: argparse.Namespace) -> dict:
         if row.img_s and ref and ref.img_s:
             row.vs_torch = row.img_s / ref.img_s
         base_backend = {"pytorch-grad-cam": "torch", "onnxruntime+maps": "onnxruntime"}.get(backend, backend)
+        base_backend = base_backend.replace(" (rerun)", "")
         base = rows.get((base_backend, "forward", bs))
         if row.img_s and base and base.img_s:
             row.vs_forward = row.img_s / base.img_s
@@ -313,11 +319,11 @@ def to_markdown(res: dict) -> str:
     """The result as a Markdown table (plus the drift of the rerun baseline)."""
     m = res["machine"]
     lines = [
-        f"Model: {res['model']}, {res['input_size']} px. Device: {m['device']} ({res['config']['device']}), "
-        f"fp16={res['config']['fp16']}, boxes={'no' if res['config']['no_boxes'] else 'yes'}. "
-        f"torch {m['torch']} ({m['torch_threads']} threads), onnxruntime {m['onnxruntime']}, "
-        f"nice {m['nice']}, load average {m['loadavg_start'][0]:.1f} -> {m['loadavg_end'][0]:.1f}, "
-        f"{res['seconds']} s.",
+        (f"Model: {res['model']}, {res['input_size']} px. Device: {m['device']} ({res['config']['device']}), "
+         f"fp16={res['config']['fp16']}, boxes={'no' if res['config']['no_boxes'] else 'yes'}. "
+         f"torch {m['torch']} ({m['torch_threads']} threads), onnxruntime {m['onnxruntime']}, "
+         f"nice {m['nice']}, load average {m['loadavg_start'][0]:.1f} -> {m['loadavg_end'][0]:.1f}, "
+         f"{res['seconds']} s."),
         "",
         "| backend | method | batch | img/s | p50 ms | p99 ms | × torch | × own forward | note |",
         "|---|---|---:|---:|---:|---:|---:|---:|---|",

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 
 KINDS = ("torch", "onnxruntime")
 _ALIASES = {"torch": "torch", "pytorch": "torch", "onnxruntime": "onnxruntime", "ort": "onnxruntime", "onnx": "onnxruntime"}
-_TORCH_OPTS = {"model", "channels_last", "compile", "compile_mode"}
+_TORCH_OPTS = {"model", "channels_last", "compile", "compile_mode", "cudnn_benchmark"}
 _ORT_OPTS = {"model", "providers", "tensorrt", "threads", "inter_threads", "graph_opt", "execution_mode",
              "provider_options", "io_binding", "cache_dir", "trt_max_batch", "maps", "opset"}
 
@@ -125,7 +126,7 @@ def create_backend(
         device: ``auto`` (cuda if torch sees a GPU), ``cpu``, ``cuda`` or ``cuda:N``.
         fp16: float16 compute; None = on CUDA only. Refused with a warning on CPU.
         onnx_path: an existing ``maskstream export`` file (onnxruntime only).
-        **opts: torch: ``model``, ``channels_last``, ``compile``, ``compile_mode``.
+        **opts: torch: ``model``, ``channels_last``, ``compile``, ``compile_mode``, ``cudnn_benchmark``.
             onnxruntime: ``model``, ``providers``, ``tensorrt``, ``threads``, ``inter_threads``,
             ``graph_opt``, ``execution_mode``, ``provider_options``, ``io_binding``,
             ``cache_dir``, ``trt_max_batch``, ``maps`` (in-graph maps), ``opset``.
@@ -172,4 +173,4 @@ def create_backend(
     return OrtBackend(path, dev, fp16_path=fp16_path, **opts)
 
 
-__all__ = ["Backend", "KINDS", "TorchBackend", "cache_dir", "cached_export", "create_backend", "resolve_device"]
+__all__ = ["KINDS", "Backend", "TorchBackend", "cache_dir", "cached_export", "create_backend", "resolve_device"]

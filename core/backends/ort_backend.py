@@ -22,8 +22,9 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -58,6 +59,22 @@ def _session_options(ort: Any, threads: int, inter_threads: int, graph_opt: str,
     so.intra_op_num_threads = int(threads)
     so.inter_op_num_threads = int(inter_threads)
     return so
+
+
+def _preload_cuda_dlls(ort: Any) -> bool:
+    """Load CUDA/cuDNN from the nvidia-* wheels (``onnxruntime.preload_dlls``); True when it ran.
+
+    Importing torch first normally loads compatible libraries already (torch 2.14+cu130 and
+    onnxruntime-gpu 1.31 both target CUDA 13 / cuDNN 9); this is the fallback when it did not.
+    """
+    if not torch.cuda.is_available() or not hasattr(ort, "preload_dlls"):
+        return False
+    try:
+        ort.preload_dlls(cuda=True, cudnn=True, msvc=False)
+        return True
+    except Exception as exc:  # noqa: BLE001  # pragma: no cover - depends on the machine
+        log.warning("onnxruntime.preload_dlls failed: %s", exc)
+        return False
 
 
 class OrtBackend:
@@ -123,6 +140,9 @@ class OrtBackend:
         path = self.onnx_path if (fp16_path is None or use_trt) else Path(fp16_path)
         sess = self._session(path, so, wanted, popts)
         active = sess.get_providers()
+        if CUDA_EP in wanted and CUDA_EP not in active and _preload_cuda_dlls(ort):
+            sess = self._session(path, so, wanted, popts)  # retry with the nvidia-* wheel libraries loaded
+            active = sess.get_providers()
         for p in wanted:
             if p not in active:
                 warnings.warn(
@@ -166,6 +186,8 @@ class OrtBackend:
             wanted = []
         if tensorrt and TRT_EP not in wanted:
             wanted.insert(0, TRT_EP)
+        if device.type == "cuda" and CUDA_EP not in wanted:
+            wanted.append(CUDA_EP)  # TensorRT falls back to CUDA before the CPU
         if CPU_EP not in wanted:
             wanted.append(CPU_EP)
         return wanted
@@ -207,7 +229,8 @@ class OrtBackend:
             io.bind_output(n, "cuda", idx, _NP[dt], tuple(t.shape), t.data_ptr())
             out[n] = t
         torch.cuda.current_stream(self.device).synchronize()  # x is written before ORT's stream reads it
-        self.session.run_with_iobinding(io)  # synchronises ORT's stream at the end
+        self.session.run_with_iobinding(io)  # synchronises ORT's stream at the end of the run
+        io.synchronize_outputs()
         return out
 
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:

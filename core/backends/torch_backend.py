@@ -23,6 +23,9 @@ class TorchBackend:
         channels_last: NHWC memory format (None: on CUDA only).
         compile: wrap the model in ``torch.compile`` (first call compiles; needs a C++ compiler on CPU).
         compile_mode: ``torch.compile`` mode, e.g. ``max-autotune``.
+        cudnn_benchmark: on CUDA, set ``torch.backends.cudnn.benchmark`` (process-wide) so cuDNN
+            picks the fastest convolution per input shape, as onnxruntime's CUDA provider does
+            by default; each new batch size pays a one-off search.
     """
 
     def __init__(
@@ -34,6 +37,7 @@ class TorchBackend:
         channels_last: bool | None = None,
         compile: bool = False,
         compile_mode: str | None = None,
+        cudnn_benchmark: bool = True,
     ) -> None:
         if device.type == "cuda" and not torch.cuda.is_available():
             warnings.warn("torch backend: device 'cuda' requested but torch sees no CUDA GPU; "
@@ -45,6 +49,8 @@ class TorchBackend:
             warnings.warn("torch backend: fp16 needs a CUDA device; computing in float32 on cpu",
                           RuntimeWarning, stacklevel=3)
             fp16 = False
+        if device.type == "cuda" and cudnn_benchmark:
+            torch.backends.cudnn.benchmark = True
         self.device = device
         self.dtype = torch.float16 if fp16 else torch.float32
         self.channels_last = device.type == "cuda" if channels_last is None else bool(channels_last)
