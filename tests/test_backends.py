@@ -159,6 +159,20 @@ def test_bad_arguments_are_named(call, exc, match):
         call()
 
 
+def test_io_binding_and_plain_run_agree(small_onnx):
+    """The IO-binding path (torch tensors bound in place; the CUDA path on a GPU) equals session.run."""
+    bound = create_backend("onnxruntime", device=DEVICE, fp16=False, onnx_path=str(small_onnx[1]), **ORT_OPTS)
+    plain = create_backend("onnxruntime", device="cpu", onnx_path=str(small_onnx[1]), io_binding=False)
+    assert bound.io_binding and not plain.io_binding
+    x = images(3, size=64)
+    for a, b in zip(bound.forward(x.to(bound.device)), plain.forward(x)):
+        torch.testing.assert_close(a.cpu(), b, atol=1e-5 * max(1.0, float(b.abs().max())), rtol=0)
+    empty = bound.forward(x[:0].to(bound.device))
+    assert empty[0].shape == (0, 2) and empty[1].shape[0] == 0
+    with pytest.raises(ValueError, match="no output 'map_gradcam'"):
+        bound.run(x, ["map_gradcam"])
+
+
 def test_bad_ort_session_option_is_named(small_onnx):
     with pytest.raises(ValueError, match="graph_opt must be one of"):
         create_backend("onnxruntime", device="cpu", onnx_path=str(small_onnx[1]), graph_opt="max")

@@ -7,8 +7,8 @@ under ``<cache_dir>/trt``). A requested provider that onnxruntime cannot load (m
 libcuda, cuDNN, TensorRT...) is dropped with a ``RuntimeWarning`` that names it; the
 session then runs on the next one, ultimately the CPU.
 
-On CUDA, inputs and outputs stay on the GPU: torch tensors are bound to the session
-with IO binding (no host copy). ORT runs on its own CUDA stream; the backend
+Inputs and outputs are torch tensors bound to the session with IO binding, so on CUDA
+they stay on the GPU (no host copy); on CPU the same path avoids numpy copies. ORT runs on its own CUDA stream; the backend
 synchronises torch's current stream before each run (inputs ready) and onnxruntime
 synchronises its stream at the end of the run (outputs ready).
 
@@ -91,7 +91,8 @@ class OrtBackend:
         graph_opt: ``disable|basic|extended|all``.
         execution_mode: ``sequential|parallel``.
         provider_options: extra options per provider name, e.g. ``{"CUDAExecutionProvider": {"use_tf32": "0"}}``.
-        io_binding: bind torch CUDA tensors (default True; ignored on CPU).
+        io_binding: bind torch tensors as the session's input and outputs (default True): no
+            host copy on CUDA, no numpy allocation on CPU.
         cache_dir: where TensorRT engines are cached.
         trt_max_batch: largest batch the TensorRT optimisation profile covers.
     """
@@ -162,7 +163,7 @@ class OrtBackend:
         self.info: OnnxInfo = info
         self.dtype = torch.float16 if info.fp16 else torch.float32
         self.device = device if (on_gpu and device.type == "cuda" and torch.cuda.is_available()) else torch.device("cpu")
-        self.io_binding = bool(io_binding) and self.device.type == "cuda"
+        self.io_binding = bool(io_binding)
         self.output_names = tuple(o.name for o in sess.get_outputs())
         self._out_shapes = {o.name: tuple(o.shape[1:]) for o in sess.get_outputs()}
         self._out_dtypes = {o.name: torch.float16 if o.type == "tensor(float16)" else torch.float32
@@ -216,19 +217,27 @@ class OrtBackend:
         names = tuple(outputs) if outputs is not None else self.output_names
         x = images.detach().to(device=self.device, dtype=self.dtype).contiguous()
         b = int(x.shape[0])
+        unknown = [n for n in names if n not in self._out_shapes]
+        if unknown:
+            raise ValueError(f"ONNX model {self.onnx_path}: no output {unknown[0]!r}; outputs: {list(self.output_names)}")
+        if b == 0:
+            return {n: torch.empty((0, *self._out_shapes[n]), dtype=self._out_dtypes[n], device=self.device)
+                    for n in names}
         if not self.io_binding:
             arrs = self.session.run(list(names), {INPUT_NAME: x.cpu().numpy()})
             return {n: torch.from_numpy(a) for n, a in zip(names, arrs)}
-        idx = self.device.index if self.device.index is not None else torch.cuda.current_device()
+        cuda = self.device.type == "cuda"
+        idx = (self.device.index if self.device.index is not None else torch.cuda.current_device()) if cuda else 0
+        kind = "cuda" if cuda else "cpu"
         io = self.session.io_binding()
-        io.bind_input(INPUT_NAME, "cuda", idx, _NP[self.dtype], tuple(x.shape), x.data_ptr())
+        io.bind_input(INPUT_NAME, kind, idx, _NP[self.dtype], tuple(x.shape), x.data_ptr())
         out: dict[str, Tensor] = {}
         for n in names:
-            dt = self._out_dtypes[n]
-            t = torch.empty((b, *self._out_shapes[n]), dtype=dt, device=self.device)
-            io.bind_output(n, "cuda", idx, _NP[dt], tuple(t.shape), t.data_ptr())
+            t = torch.empty((b, *self._out_shapes[n]), dtype=self._out_dtypes[n], device=self.device)
+            io.bind_output(n, kind, idx, _NP[t.dtype], tuple(t.shape), t.data_ptr())
             out[n] = t
-        torch.cuda.current_stream(self.device).synchronize()  # x is written before ORT's stream reads it
+        if cuda:
+            torch.cuda.current_stream(self.device).synchronize()  # x is written before ORT's stream reads it
         self.session.run_with_iobinding(io)  # synchronises ORT's stream at the end of the run
         io.synchronize_outputs()
         return out
