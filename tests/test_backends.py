@@ -92,6 +92,14 @@ def test_core_explain_takes_either_backend(pair, forwards, method):
         assert [[bx.xyxy for bx in bs] for bs in e.boxes] == [[bx.xyxy for bx in bs] for bs in ref.boxes]
 
 
+@pytest.mark.skipif(DEVICE.type != "cuda", reason="MASKSTREAM_TEST_DEVICE is not cuda")
+def test_cuda_provider_is_really_used_when_testing_on_cuda(pair):
+    """On a GPU run the parity above must have compared against the CUDA provider, not a CPU fallback."""
+    _, ob = pair
+    assert ob.providers[0] == "CUDAExecutionProvider", ob.providers
+    assert ob.device.type == "cuda" and ob.io_binding
+
+
 def _cuda_loads() -> bool:
     import onnxruntime as ort
 

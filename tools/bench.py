@@ -89,6 +89,9 @@ class Bench:
         self.device = torch.device(args.device if args.device != "auto" else
                                    ("cuda" if torch.cuda.is_available() else "cpu"))
         self.cuda = self.device.type == "cuda"
+        if self.cuda and not torch.cuda.is_available():
+            raise SystemExit(f"bench: --device {args.device} but torch {torch.__version__} (built for CUDA "
+                             f"{torch.version.cuda}) sees no usable CUDA GPU")
         self.model, self.source = _load_model(args)
         self.backends: dict[str, Any] = {}
         self.errors: dict[str, str] = {}
@@ -135,6 +138,9 @@ class Bench:
             for w in caught:
                 print(f"[bench] {name}: warning: {w.message}", file=sys.stderr)
                 self.notes.append(f"{name}: {w.message}")
+            if b.device.type != self.device.type:
+                why = "; ".join(str(w.message) for w in caught) or "fell back"
+                raise RuntimeError(f"asked for {self.device.type}, got {b.name} on {b.device} ({why})")
             self.backends[name] = b
             return b
         except Exception as exc:  # noqa: BLE001 - keep going: the row says why
@@ -242,10 +248,16 @@ def run_bench(args: argparse.Namespace) -> dict:
     fns: dict[tuple, Callable] = {}
     gen = torch.Generator().manual_seed(0)
     inputs = {bs: torch.randn(bs, 3, size, size, generator=gen).to(bench.device) for bs in args.batch_sizes}
+    def over_budget() -> bool:
+        return bool(args.time_budget) and time.time() - t_start > args.time_budget
+
     for bs in args.batch_sizes:
         for method in args.methods:
             for backend in args.backends:
                 key = (backend, method, bs)
+                if over_budget():
+                    rows[key] = Row(backend, method, bs, error=f"skipped: --time-budget {args.time_budget}s spent")
+                    continue
                 fn, impl, why = bench.runner(backend, method, inputs[bs])
                 row = Row(backend, method, bs, impl=impl)
                 if fn is None:
@@ -260,6 +272,10 @@ def run_bench(args: argparse.Namespace) -> dict:
                 rows[key] = row
     per_round = max(1, args.iters // args.rounds)
     for r in range(args.rounds):
+        if r > 0 and over_budget():
+            print(f"[bench] --time-budget {args.time_budget}s spent: {r} of {args.rounds} rounds", file=sys.stderr)
+            bench.notes.append(f"time budget spent: {r} of {args.rounds} rounds timed")
+            break
         for key, fn in fns.items():
             if rows[key].error:
                 continue
@@ -269,7 +285,7 @@ def run_bench(args: argparse.Namespace) -> dict:
                 rows[key].error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
         print(f"[bench] round {r + 1}/{args.rounds} done ({time.time() - t_start:.0f}s)", file=sys.stderr)
     rerun: list[Row] = []
-    if "torch" in args.backends and not args.no_rerun:
+    if "torch" in args.backends and not args.no_rerun and not over_budget():
         for bs in args.batch_sizes:
             fn, impl, why = bench.runner("torch", "forward", inputs[bs])
             row = Row("torch (rerun)", "forward", bs, impl=impl, error=why)
@@ -306,8 +322,9 @@ def run_bench(args: argparse.Namespace) -> dict:
         "seconds": round(time.time() - t_start, 1), "notes": bench.notes,
         "backend_names": {k: getattr(v, "name", k) for k, v in bench.backends.items()},
         "build_errors": bench.errors,
-        "rows": [{k: v for k, v in asdict(r).items() if k != "times"} for r in rows.values()],
-        "rerun": [{k: v for k, v in asdict(r).items() if k != "times"} for r in rerun],
+        "rows": [{k: v for k, v in asdict(r).items() if k != "times"}
+                 for r in sorted(rows.values(), key=lambda r: r.batch)],  # measured in --batch-sizes order
+        "rerun": [{k: v for k, v in asdict(r).items() if k != "times"} for r in sorted(rerun, key=lambda r: r.batch)],
     }
 
 
@@ -370,6 +387,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input-size", type=int, default=224, help="input side for random-weight models")
     p.add_argument("--no-boxes", action="store_true", help="stop at the upsampled maps (no connected components)")
     p.add_argument("--no-rerun", action="store_true", help="skip re-measuring the torch forward at the end")
+    p.add_argument("--time-budget", type=float, default=0, help="seconds; past it, skip the remaining rows/rounds "
+                   "(results so far are still written); 0 = no limit")
     p.add_argument("--cache-dir", default=None, help="ONNX export cache (default $MASKSTREAM_CACHE or ~/.cache/maskstream)")
     p.add_argument("--out", default="out/bench", help="directory for bench.json and bench.md")
 

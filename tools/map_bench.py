@@ -56,7 +56,12 @@ def main(argv: list[str] | None = None) -> int:
     for bs in [int(v) for v in a.batch_sizes.split(",")]:
         acts0 = torch.relu(torch.randn(bs, a.channels, a.side, a.side, generator=g))
         for dev in devices:
-            acts = acts0.to(dev)
+            try:
+                acts = acts0.to(dev)
+            except Exception as exc:  # noqa: BLE001 - e.g. no usable GPU: say so, keep the CPU rows
+                rows.append({"device": str(dev), "batch": bs, "error": f"{type(exc).__name__}: {exc}"})
+                print(json.dumps(rows[-1]), flush=True)
+                continue
             x = acts.flatten(2).transpose(1, 2)
             gram = x @ x.transpose(1, 2)
             logits = torch.randn(bs, 2, device=dev)
@@ -78,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "map_bench.json").write_text(json.dumps({"torch": torch.__version__, "rows": rows}, indent=2))
-    keys = ["device", "batch", "gram", "eigh_ms", "haycam+_raw_ms", "haycam+_e2e_noboxes_ms", "haycam+_e2e_ms"]
+    keys = ["device", "batch", "gram", "eigh_ms", "haycam+_raw_ms", "haycam+_e2e_noboxes_ms", "haycam+_e2e_ms", "error"]
     md = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     md += ["| " + " | ".join(str(r.get(k, "")) for k in keys) + " |" for r in rows]
     (out / "map_bench.md").write_text("\n".join(md) + "\n")
