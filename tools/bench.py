@@ -258,7 +258,10 @@ def run_bench(args: argparse.Namespace) -> dict:
                 if over_budget():
                     rows[key] = Row(backend, method, bs, error=f"skipped: --time-budget {args.time_budget}s spent")
                     continue
-                fn, impl, why = bench.runner(backend, method, inputs[bs])
+                try:
+                    fn, impl, why = bench.runner(backend, method, inputs[bs])
+                except Exception as exc:  # noqa: BLE001 - e.g. pytorch-grad-cam not installed
+                    fn, impl, why = None, "", f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
                 row = Row(backend, method, bs, impl=impl)
                 if fn is None:
                     row.error = why
@@ -307,11 +310,15 @@ def run_bench(args: argparse.Namespace) -> dict:
         base = rows.get((base_backend, "forward", bs))
         if row.img_s and base and base.img_s:
             row.vs_forward = row.img_s / base.img_s
-    import onnxruntime as ort
+    try:
+        import onnxruntime as ort
 
+        ort_version = ort.__version__
+    except ImportError:
+        ort_version = "absent"
     machine = {
         "platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
-        "onnxruntime": ort.__version__, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+        "onnxruntime": ort_version, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
         "nice": os.nice(0), "loadavg_start": load0, "loadavg_end": os.getloadavg(),
         "device": torch.cuda.get_device_name(bench.device) if bench.cuda else platform.processor() or "cpu",
     }

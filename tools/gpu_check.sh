@@ -91,7 +91,7 @@ EOF
 tests() {
   local files=(tests/test_backends.py tests/test_onnx_export.py)
   for f in tests/test_cams*.py; do [ -f "$f" ] && files+=("$f"); done
-  MASKSTREAM_TEST_DEVICE=cuda "$PY" -m pytest -q -p no:cacheprovider --timeout 120 \
+  MASKSTREAM_TEST_DEVICE=cuda "$PY" -m pytest -q -p no:cacheprovider \
     --junitxml "$OUT/gpu_tests.xml" "${files[@]}" 2>&1 | tail -n 60
   return "${PIPESTATUS[0]}"
 }
