@@ -148,3 +148,20 @@ def test_read_rejects_foreign_onnx(tmp_path):
         read_onnx_info(path)
     with pytest.raises(FileNotFoundError, match="missing.onnx"):
         read_onnx_info(tmp_path / "missing.onnx")
+
+
+def test_cli_export_writes_a_verified_file(tmp_path, model, capsys):
+    from core.checkpoint import save_checkpoint
+    from stream.cli.main import main
+
+    meta = ModelMeta(backbone="resnet18", class_names=("with_mask", "without_mask"), input_size=64)
+    ck = save_checkpoint(tmp_path / "m.pt", model, meta)
+    out = tmp_path / "out" / "m.onnx"
+    assert main(["export", "--checkpoint", str(ck), "--out", str(out)]) == 0
+    assert read_onnx_info(out).meta == meta
+    printed = capsys.readouterr().out
+    assert "verified with onnxruntime" in printed and "opset 17" in printed
+    assert main(["export", "--checkpoint", str(ck), "--out", str(tmp_path / "m.txt")]) == 2
+    assert "must end in .onnx" in capsys.readouterr().err
+    assert main(["bench", "--methods", "forward,nope"]) == 2
+    assert "--methods: unknown 'nope'" in capsys.readouterr().err
