@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # GPU check for maskstream: CAM/parity tests on CUDA and the fp16 benchmark, under 5 minutes.
 #
-#   bash tools/gpu_check.sh 2>&1 | tee $OUT/gpu.log        (OUT defaults to ./out)
+#   OUT=$OUT bash tools/gpu_check.sh 2>&1 | tee $OUT/gpu.log        (OUT defaults to ./out)
 #
 # Installs nothing and needs no network. Each stage runs under its own hard timeout and
 # records its exit code, so one failure never loses the others. Writes under $OUT:
@@ -11,14 +11,14 @@
 #                                batch 1/8/32/128, bare forward + HayCAM+ (+ GradCAM) end to end
 #   map_bench/map_bench.{json,md} HayCAM+ map cost alone (batched eigh) on CUDA and CPU
 #   gpu_summary.md               stage exit codes and the targets, pass/fail
-# Environment: PYTHON (default: .venv/bin/python if present, else python3), OUT, BUDGET_S (default 290).
+# Environment: PYTHON (default: .venv/bin/python if present, else python3), OUT, BUDGET_S (default 270).
 set -u
 cd "$(dirname "$0")/.."
 OUT="${OUT:-./out}"
 mkdir -p "$OUT"
 OUT="$(cd "$OUT" && pwd)"
 if [ -n "${PYTHON:-}" ]; then PY="$PYTHON"; elif [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python3; fi
-BUDGET_S="${BUDGET_S:-290}"
+BUDGET_S="${BUDGET_S:-270}"  # stages; + <= 25 s for the summary: under 5 minutes in all
 export MASKSTREAM_CACHE="${MASKSTREAM_CACHE:-${TMPDIR:-/tmp}/maskstream-gpu-cache}"  # exports stay out of $OUT
 export PYTHONDONTWRITEBYTECODE=1
 STATUS="$OUT/gpu_stages.tsv"
@@ -67,7 +67,7 @@ try:
     g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
                           [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
     for label, prep in (("after import torch", None), ("after preload_dlls", "preload")):
         if prep and hasattr(ort, "preload_dlls"):
             ort.preload_dlls(cuda=True, cudnn=True, msvc=False)
@@ -92,8 +92,7 @@ tests() {
   local files=(tests/test_backends.py tests/test_onnx_export.py)
   for f in tests/test_cams*.py; do [ -f "$f" ] && files+=("$f"); done
   MASKSTREAM_TEST_DEVICE=cuda "$PY" -m pytest -q -p no:cacheprovider \
-    --junitxml "$OUT/gpu_tests.xml" "${files[@]}" 2>&1 | tail -n 60
-  return "${PIPESTATUS[0]}"
+    --junitxml "$OUT/gpu_tests.xml" "${files[@]}" 2>&1
 }
 
 bench() {

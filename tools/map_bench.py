@@ -34,6 +34,18 @@ def _time(fn, device: torch.device, iters: int, warmup: int) -> float:
     return statistics.median(ts)
 
 
+def dump(rows: list[dict], out: Path) -> str:
+    """Write map_bench.json / map_bench.md under ``out``; returns the Markdown."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "map_bench.json").write_text(json.dumps({"torch": torch.__version__, "rows": rows}, indent=2))
+    keys = ["device", "batch", "gram", "eigh_ms", "haycam+_raw_ms", "haycam+_e2e_noboxes_ms", "haycam+_e2e_ms", "error"]
+    md = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    md += ["| " + " | ".join(str(r.get(k, "")) for k in keys) + " |" for r in rows]
+    text = "\n".join(md) + "\n"
+    (out / "map_bench.md").write_text(text)
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     from core.cams import CamInputs
     from core.cams.haycam import haycam_plus
@@ -80,14 +92,9 @@ def main(argv: list[str] | None = None) -> int:
                     row[name] = f"{type(exc).__name__}: {exc}"
             rows.append(row)
             print(json.dumps(row), flush=True)
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "map_bench.json").write_text(json.dumps({"torch": torch.__version__, "rows": rows}, indent=2))
-    keys = ["device", "batch", "gram", "eigh_ms", "haycam+_raw_ms", "haycam+_e2e_noboxes_ms", "haycam+_e2e_ms", "error"]
-    md = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-    md += ["| " + " | ".join(str(r.get(k, "")) for k in keys) + " |" for r in rows]
-    (out / "map_bench.md").write_text("\n".join(md) + "\n")
-    print("\n".join(md))
+            dump(rows, Path(a.out))  # after every row: a timeout keeps what was measured
+    md = dump(rows, Path(a.out))
+    print(md)
     return 0
 
 
