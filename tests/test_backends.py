@@ -10,7 +10,7 @@ import pytest
 import torch
 from backend_helpers import calibrated_model, device_under_test, images, strict_fp32
 
-from core.backends import create_backend
+from core.backends import Backend, create_backend
 from core.cams import METHODS
 from core.explain import explain, explain_features
 from core.model import ModelMeta
@@ -55,6 +55,7 @@ def forwards(pair):
 def test_backends_agree_on_logits_and_activations(pair, forwards):
     tb, ob = pair
     (lt, at), (lo, ao), _ = forwards
+    assert isinstance(tb, Backend) and isinstance(ob, Backend)
     assert tb.meta == ob.meta and tb.dtype == ob.dtype == torch.float32
     assert lo.shape == lt.shape == (3, 2) and ao.shape == at.shape
     assert float(at.abs().max()) > 0.1  # O(1) activations, so 1e-4 is a real tolerance
