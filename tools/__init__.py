@@ -1,0 +1,1 @@
+"""Scripts: benchmarks and machine checks (``python -m tools.<name>``)."""
