@@ -226,7 +226,7 @@ class CaptureSource:
             )
             return False
         delay = backoff.delay(attempt)
-        self._emit(SourceState.RECONNECTING, f"{last_error}; attempt {attempt} in {delay:.1f} s", attempt)
+        self._emit(SourceState.RECONNECTING, f"{last_error}; attempt {attempt} in {delay:.2f} s", attempt)
         return not self._stop.wait(delay)
 
     def _pump(self, reader: Reader) -> _Outcome:
@@ -235,6 +235,13 @@ class CaptureSource:
         next_due: float | None = None
         delivered_this_pass = 0
         while not self._stop.is_set():
+            if period:  # pace before reading, so capture_time is when the frame is released
+                now = time.monotonic()
+                next_due = now if next_due is None else next_due + period
+                if next_due < now - period:  # fell behind (slow consumer): don't burst to catch up
+                    next_due = now
+                if next_due > now and self._stop.wait(next_due - now):
+                    return _Outcome.STOPPED
             result = reader.read()
             capture_time = time.monotonic()
             if self._stop.is_set():
@@ -269,13 +276,6 @@ class CaptureSource:
             assert norm is not None and norm.image is not None
             if norm.converted:
                 self.stats.conversions[norm.converted] = self.stats.conversions.get(norm.converted, 0) + 1
-            if period:
-                now = time.monotonic()
-                next_due = now if next_due is None else next_due + period
-                if next_due < now - period:  # fell behind (slow consumer): don't burst to catch up
-                    next_due = now
-                if next_due > now and self._stop.wait(next_due - now):
-                    return _Outcome.STOPPED
             frame = Frame(self.source_id, index, norm.image, capture_time, result.pos_ms)
             if not self._buffer.put_frame(frame):
                 return _Outcome.STOPPED
