@@ -163,7 +163,8 @@ class WorkerConfig:
     def __post_init__(self) -> None:
         from core.cams import METHODS
 
-        _check(1 <= self.batch_size <= 512, "batch_size", f"must be an int >= 1 (and <= 512), got {self.batch_size}")
+        _check(self.batch_size >= 1, "batch_size", f"must be an int >= 1, got {self.batch_size}")
+        _check(self.batch_size <= 512, "batch_size", f"must be an int <= 512, got {self.batch_size}")
         _check(0.0 <= self.batch_timeout_ms <= 10_000, "batch_timeout_ms", f"must be in [0, 10000], got {self.batch_timeout_ms}")
         dev_ok = self.device in DEVICES or (self.device.startswith("cuda:") and self.device[5:].isdigit())
         _check(dev_ok, "device", f"must be one of auto, cpu, cuda, cuda:N, got {self.device!r}")
