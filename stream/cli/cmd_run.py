@@ -27,33 +27,38 @@ DEMO_EVENTS = "out/events.jsonl"
 log = logging.getLogger("maskstream.run")
 
 
+def _h(text: str) -> str:
+    """Help text without argparse's "(default: None)" suffix (the config holds the defaults)."""
+    return text + "%(default).0s"
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from core.cams import METHODS
 
     p.add_argument("--source", "-s", action="append", metavar="S", default=None,
-                   help="input: camera index (0), rtsp://user:pass@host/path, http(s) URL, video file or image "
-                        "folder; repeat for several sources (batched together). Default: the bundled sample clip")
+                   help=_h("input: camera index (0), rtsp://user:pass@host/path, http(s) URL, video file or image "
+                        "folder; repeat for several sources (batched together). Default: the bundled sample clip"))
     p.add_argument("--config", "-c", metavar="FILE", default=None,
-                   help="YAML config overlaid on configs/default.yaml; a bare name picks configs/NAME.yaml "
-                        "(webcam, rtsp, offline)")
+                   help=_h("YAML config overlaid on configs/default.yaml; a bare name picks configs/NAME.yaml "
+                        "(webcam, rtsp, offline)"))
     p.add_argument("--mode", choices=MODES, default=None,
-                   help="frame: one class per frame and boxes cut from the map (the paper's setting); "
-                        "faces: face detector, then every face classified and explained (config: worker.mode)")
+                   help=_h("frame: one class per frame and boxes cut from the map (the paper's setting); "
+                        "faces: face detector, then every face classified and explained (config: worker.mode)"))
     p.add_argument("--method", choices=list(METHODS), default=None,
-                   help="saliency map method (config: worker.method, default haycam+)")
+                   help=_h("saliency map method (config: worker.method, default haycam+)"))
     p.add_argument("--output", "-o", metavar="FILE", default=None,
-                   help="annotated video (.mp4 mp4v or .avi MJPG); several sources write FILE-<k>.ext")
-    p.add_argument("--events", metavar="FILE", default=None, help="JSON Lines events file")
-    p.add_argument("--snapshots", metavar="DIR", default=None, help="directory for JPEG snapshots of no-mask detections")
-    p.add_argument("--no-display", action="store_true", help="never open a window (headless; implied without DISPLAY)")
-    p.add_argument("--checkpoint", metavar="PATH", default=None, help="model checkpoint (default: the shipped model)")
-    p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N (config: worker.device)")
-    p.add_argument("--backend", choices=BACKENDS, default=None, help="inference backend (config: worker.backend)")
-    p.add_argument("--batch-size", type=int, metavar="N", default=None, help="frames per forward pass (config: worker.batch_size)")
-    p.add_argument("--max-frames", type=int, metavar="N", default=None, help="stop after N frames in total")
-    p.add_argument("--loop", action="store_true", help="restart file sources at their end (until Ctrl-C)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--json-summary", metavar="FILE", default=None, help="also write the run summary as JSON")
+                   help=_h("annotated video (.mp4 mp4v or .avi MJPG); several sources write FILE-<k>.ext"))
+    p.add_argument("--events", metavar="FILE", default=None, help=_h("JSON Lines events file"))
+    p.add_argument("--snapshots", metavar="DIR", default=None, help=_h("directory for JPEG snapshots of no-mask detections"))
+    p.add_argument("--no-display", action="store_true", help=_h("never open a window (headless; implied without DISPLAY)"))
+    p.add_argument("--checkpoint", metavar="PATH", default=None, help=_h("model checkpoint (default: the shipped model)"))
+    p.add_argument("--device", default=None, help=_h("auto | cpu | cuda | cuda:N (config: worker.device)"))
+    p.add_argument("--backend", choices=BACKENDS, default=None, help=_h("inference backend (config: worker.backend)"))
+    p.add_argument("--batch-size", type=int, metavar="N", default=None, help=_h("frames per forward pass (config: worker.batch_size)"))
+    p.add_argument("--max-frames", type=int, metavar="N", default=None, help=_h("stop after N frames in total"))
+    p.add_argument("--loop", action="store_true", help=_h("restart file sources at their end (until Ctrl-C)"))
+    p.add_argument("--no-progress", action="store_true", help=_h("no progress bar"))
+    p.add_argument("--json-summary", metavar="FILE", default=None, help=_h("also write the run summary as JSON"))
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
