@@ -6,6 +6,7 @@ Skips with the reason when the system Python lacks gi/GstRtspServer (install wit
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 import time
 from pathlib import Path
@@ -176,3 +177,40 @@ def test_rtsp_credentials_work_and_never_show(
     out, err = capfd.readouterr()
     for text in [caplog.text, repr(ok.snapshot()), repr(ko.events()), out, err]:
         assert "s3cretpw" not in text and "wr0ngpw" not in text
+
+
+@pytest.mark.timeout(60)
+def test_rtsp_server_hang_is_caught_by_timeouts(rtsp_ready: None) -> None:
+    """SIGSTOP: the socket stays open but nothing comes; read and open timeouts must notice."""
+    server = RtspServerProcess(free_port())
+    opts = SourceOptions(open_timeout=1.5, read_timeout=1.5, reconnect_initial=0.1, reconnect_max=0.2,
+                         reconnect_jitter=0.0)
+    try:
+        server.start()
+        with Collector(open_source(server.url, options=opts)) as cn:
+            cn.wait(lambda: len(cn.frames()) >= 10, 20, "10 frames")
+            server.proc.send_signal(signal.SIGSTOP)
+            frozen_at = time.monotonic()
+            # open attempts now hang until open_timeout (TCP connects, RTSP never answers)
+            cn.wait(lambda: any(e.attempt == 2 and t > frozen_at for t, e in cn.events()), 20,
+                    "a second reconnect attempt")
+            server.proc.send_signal(signal.SIGCONT)
+            thawed_at = time.monotonic()
+            cn.wait(lambda: cn.first_event(S.CONNECTED, thawed_at) is not None, 20, "CONNECTED after SIGCONT")
+            back = cn.first_event(S.CONNECTED, thawed_at)
+            cn.wait(lambda: len(cn.frames(since=back)) >= 5, 20, "frames after thaw")
+    finally:
+        if server.proc is not None:
+            server.proc.send_signal(signal.SIGCONT)
+        server.kill()
+    events = cn.events()
+    shown = [(round(t - frozen_at, 2), e.state.value, e.attempt) for t, e in events]
+    lost_at = cn.first_event(S.DISCONNECTED, frozen_at)
+    # noticed by the read timeout (not earlier: nothing failed; not never)
+    assert lost_at is not None and lost_at - frozen_at >= 0.9 * opts.read_timeout, shown
+    after = [e.state for t, e in events if frozen_at <= t <= back]
+    assert after[0] is S.DISCONNECTED and after[-1] is S.CONNECTED, shown
+    assert set(after[1:-1]) == {S.RECONNECTING}, shown
+    # frames the decoder still held when the read timed out were not passed on as fresh
+    late = [f.index for f in cn.frames() if frozen_at + 0.5 < f.capture_time < back]
+    assert late == [], (late, shown)

@@ -73,6 +73,7 @@ def test_file_delivers_every_frame_once_in_order(tmp_path: Path) -> None:
     assert isinstance(items[-1], SourceEvent)  # the end comes after the last frame
     assert src.stats.frames_read == N_FRAMES and src.stats.frames_dropped == 0
     assert src.state is SourceState.END_OF_STREAM
+    assert src.fps == pytest.approx(FPS)
 
 
 @pytest.mark.timeout(30)

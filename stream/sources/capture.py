@@ -19,6 +19,7 @@ import logging
 import threading
 import time
 
+from stream.backoff import Backoff
 from stream.errors import UserError
 from stream.frames import Frame, Item, SourceEvent, SourceState, SourceStats
 from stream.redact import redact_text
@@ -80,6 +81,7 @@ class CaptureSource:
         self.stats = SourceStats()
         self.state = SourceState.CONNECTING
         self.error: BaseException | None = None  # an unexpected capture-thread error (also a FAILED event)
+        self.fps: float | None = None  # nominal frame rate of the open stream/file when known (for writers)
         self._factory = reader_factory
         self._buffer = ItemBuffer(self.options.live_buffer if live else self.options.file_queue, live)
         self._stop = threading.Event()
@@ -103,6 +105,7 @@ class CaptureSource:
                 self._emit(SourceState.FAILED, str(exc))
                 self._buffer.close()
                 raise UserError(redact_text(str(exc))) from None
+            self.fps = reader.fps
         self._thread = threading.Thread(
             target=self._run, args=(reader,), name=f"capture:{self.source_id}", daemon=True
         )
@@ -118,14 +121,19 @@ class CaptureSource:
             raise RuntimeError(f"source {self.source_id}: call start() before get()")
         return self._buffer.get(timeout)
 
+    def request_stop(self) -> None:
+        """Ask the capture thread to stop without waiting (call on every source, then ``stop``)."""
+        self._stop.set()
+        self._buffer.cancel()
+
     def stop(self, timeout: float = 3.0) -> None:
         """Stop the capture thread and wait for it up to ``timeout`` s (idempotent, never hangs).
 
-        A thread stuck inside a blocking native read past ``timeout`` is left to finish on its
-        own (it is a daemon, produces nothing more and releases its capture when the read returns).
+        A thread stuck inside a blocking native call past ``timeout`` (an open waits up to
+        ``open_timeout``, a read up to ``read_timeout``) is left to finish on its own: it is a
+        daemon, delivers nothing more and releases its capture when the call returns.
         """
-        self._stop.set()
-        self._buffer.cancel()
+        self.request_stop()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
@@ -189,6 +197,7 @@ class CaptureSource:
                     if not self._wait_to_retry(backoff, attempt, last_error):
                         return
                     continue
+                self.fps = reader.fps
             try:
                 if self._ever_connected:
                     self.stats.reconnects += 1
@@ -216,13 +225,14 @@ class CaptureSource:
             if not self._wait_to_retry(backoff, attempt, last_error):
                 return
 
-    def _wait_to_retry(self, backoff, attempt: int, last_error: str) -> bool:
+    def _wait_to_retry(self, backoff: Backoff, attempt: int, last_error: str) -> bool:
         """Emit RECONNECTING and sleep the backoff delay; False to give up (FAILED) or on stop."""
         limit = self.options.max_attempts
         if limit and attempt > limit:
+            plural = "s" if limit > 1 else ""
             self._emit(
                 SourceState.FAILED,
-                f"gave up on {self.description} after {limit} reconnect attempt{'s' if limit > 1 else ''}: {last_error}",
+                f"gave up on {self.description} after {limit} reconnect attempt{plural}: {last_error}",
             )
             return False
         delay = backoff.delay(attempt)

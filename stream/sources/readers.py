@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import logging
 import math
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol, Sequence
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -124,12 +126,19 @@ class CvCaptureReader:
 
     def _read_cap(self) -> ReadResult | None:
         assert self._cap is not None
+        started = time.monotonic()
         try:
             ok, image = self._cap.read()
         except cv2.error as exc:
             log.warning("read from %s failed: %s", self.description, redact_text(str(exc)).strip())
             return None
         if not ok:
+            return None
+        if self.read_timeout is not None and time.monotonic() - started >= self.read_timeout:
+            # FFmpeg's read timeout fired but the decoder still handed back a frame it held
+            # (decoder delay): an old frame. The stream has stalled; report it lost instead.
+            log.warning("read from %s stalled for %.1f s; dropping the late frame",
+                        self.description, time.monotonic() - started)
             return None
         pos_ms = self._pos_ms() if self.is_file else None
         self._count += 1
