@@ -165,6 +165,9 @@ def test_non_video_file_fails_at_start_naming_it(tmp_path: Path, content: bytes)
     src = open_source(str(path))
     with pytest.raises(UserError, match=str(path)):
         src.start()
+    # the failure is also on the event stream, then the source has ended
+    assert [src.get(0.1).state for _ in range(2)] == [SourceState.CONNECTING, SourceState.FAILED]
+    assert src.get(0.1) is None
     src.stop()
     assert src.state is SourceState.FAILED
 

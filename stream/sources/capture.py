@@ -86,14 +86,16 @@ class CaptureSource:
         self._buffer = ItemBuffer(self.options.live_buffer if live else self.options.file_queue, live)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._started = False
         self._index = 0
         self._ever_connected = False
 
     # ----------------------------------------------------------------- consumer side
     def start(self) -> None:
         """Start capturing. Raises UserError if a file/folder/webcam cannot be opened."""
-        if self._thread is not None:
+        if self._started:
             raise RuntimeError(f"source {self.source_id} already started")
+        self._started = True
         self._emit(SourceState.CONNECTING, f"opening {self.description}")
         reader: Reader | None = None
         if self.open_in_start:
@@ -117,7 +119,7 @@ class CaptureSource:
         Once the source has ended (END_OF_STREAM or FAILED delivered) or was stopped, returns
         None at once.
         """
-        if self._thread is None and self._stop.is_set() is False and len(self._buffer) == 0:
+        if not self._started and not self._stop.is_set():
             raise RuntimeError(f"source {self.source_id}: call start() before get()")
         return self._buffer.get(timeout)
 
@@ -149,7 +151,7 @@ class CaptureSource:
         return self._thread is not None and self._thread.is_alive()
 
     def __enter__(self) -> CaptureSource:
-        if self._thread is None:
+        if not self._started:
             self.start()
         return self
 
