@@ -18,6 +18,7 @@ import enum
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from stream.backoff import Backoff
 from stream.errors import UserError
@@ -38,6 +39,12 @@ _LEVELS = {
     SourceState.RECONNECTING: logging.WARNING,
     SourceState.FAILED: logging.ERROR,
 }
+
+
+def _count(counts: dict[str, int], key: str, store: Callable[[dict[str, int]], None]) -> None:
+    """Increment ``counts[key]`` copy-on-write: a HUD iterating the old dict in another thread
+    never sees it change size under it."""
+    store({**counts, key: counts.get(key, 0) + 1})
 
 
 class _Outcome(enum.Enum):
@@ -281,13 +288,13 @@ class CaptureSource:
             reason = result.skip_reason or (norm.skip_reason if norm else None)
             if reason is not None:
                 self.stats.frames_skipped += 1
-                self.stats.skip_reasons[reason] = self.stats.skip_reasons.get(reason, 0) + 1
+                _count(self.stats.skip_reasons, reason, lambda d: setattr(self.stats, "skip_reasons", d))
                 if self.stats.frames_skipped == 1:
                     log.warning("source %s: skipping unusable frame %d (%s)", self.source_id, index, reason)
                 continue
             assert norm is not None and norm.image is not None
             if norm.converted:
-                self.stats.conversions[norm.converted] = self.stats.conversions.get(norm.converted, 0) + 1
+                _count(self.stats.conversions, norm.converted, lambda d: setattr(self.stats, "conversions", d))
             frame = Frame(self.source_id, index, norm.image, capture_time, result.pos_ms)
             if not self._buffer.put_frame(frame):
                 return _Outcome.STOPPED
