@@ -142,6 +142,8 @@ class WorkerConfig:
         face_margin: faces mode: enlarge each face box by this fraction per side before cropping.
         max_faces: faces mode: keep at most this many faces per frame (highest score first).
         torch_threads: torch intra-op threads (None: torch's default).
+        fast_resize: on CPU, shrink large frames as uint8 before normalising (about 3x faster
+            preprocessing; differs from the float path by at most one uint8 rounding step).
     """
 
     batch_size: int = 4
@@ -159,6 +161,7 @@ class WorkerConfig:
     face_margin: float = 0.15
     max_faces: int = 32
     torch_threads: int | None = None
+    fast_resize: bool = True
 
     def __post_init__(self) -> None:
         from core.cams import METHODS

@@ -27,7 +27,8 @@ import torch
 from core.explain import explain_features
 from core.frame_boxes import (box_class_logits, class_evidence_maps, crop_boxes_to_frame, crop_rects,
                               paste_maps, scale_boxes)
-from core.preprocess import images_to_input
+from core.frame_resize import shrink_bgr_uint8
+from core.preprocess import bgr_to_input, images_to_input
 from stream.config import WorkerConfig
 from stream.errors import UserError
 from stream.frames import Frame, FrameSource, SourceEvent, SourceState
@@ -224,8 +225,21 @@ class Processor:
         self.head_b = b.to(backend.device).float()
 
     # -- shared
+    def _to_input(self, images: list[np.ndarray]) -> torch.Tensor:
+        """(B, 3, S, S) model input; on CPU large frames are shrunk as uint8 first (core.frame_resize)."""
+        dev = torch.device(self.backend.device)
+        if dev.type != "cpu" or not self.cfg.fast_resize:
+            return images_to_input(images, self.meta, dev, self.backend.dtype)
+        small = []
+        for im in images:
+            t = torch.from_numpy(np.ascontiguousarray(im))[None]
+            small.append(shrink_bgr_uint8(t, self.input_size) if im.shape[0] * im.shape[1] > 4 * self.input_size[0] * self.input_size[1] else t)
+        if len({tuple(t.shape) for t in small}) == 1:
+            return bgr_to_input(torch.cat(small), self.input_size, self.meta.mean, self.meta.std, self.backend.dtype)
+        return torch.cat([bgr_to_input(t, self.input_size, self.meta.mean, self.meta.std, self.backend.dtype) for t in small])
+
     def _forward_explain(self, images: list[np.ndarray]):
-        x = images_to_input(images, self.meta, self.backend.device, self.backend.dtype)
+        x = self._to_input(images)
         logits, acts = self.backend.forward(x)
         logits, acts = logits.float(), acts.float()
         exp = explain_features(logits, acts, self.cfg.method, self.input_size, head_weight=self.head_w,

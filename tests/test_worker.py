@@ -214,3 +214,12 @@ def test_batchworker_never_blocks_after_stop():
     stop.set()
     w.join(5)
     assert not w.is_alive()
+
+
+def test_fast_resize_close_to_reference_path(backend):
+    frames = [make_frame("a", i, h=360, w=640) for i in range(2)]
+    fast = Processor(backend, WorkerConfig(fast_resize=True)).process(frames)
+    ref = Processor(backend, WorkerConfig(fast_resize=False)).process(frames)
+    for f, r in zip(fast, ref):
+        np.testing.assert_allclose(f.probs, r.probs, atol=2e-3)
+        assert np.abs(f.heatmap.astype(int) - r.heatmap.astype(int)).mean() < 3  # of 255
