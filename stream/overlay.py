@@ -104,13 +104,13 @@ class BoxAnnotator:
             ty = y1 - th - base - 2 if y1 - th - base - 2 >= 0 else y1 + self.thickness
             put_label(image, f"{d.label} {d.score:.2f}", (x1, ty), c, self.font_scale)
         if result.label is not None:
-            put_label(image, f"frame: {result.label} {result.score:.2f}", (w, h), self.color(result.label),
+            put_label(image, f"frame: {result.label} {result.score:.2f}", (w, 0), self.color(result.label),
                       self.font_scale)
         return image
 
 
 class HudAnnotator:
-    """Top-left HUD: ``<source>  <STATE>  <fps> FPS  <latency> ms``.
+    """Bottom-left HUD: ``<source>  <STATE>  <fps> FPS  <latency> ms`` (the top is left to box labels).
 
     Args:
         monitor_for: source id -> its ``SourceMonitor`` (FPS, latency, state).
@@ -131,7 +131,7 @@ class HudAnnotator:
         return f"{sid}  {m.state_text}  {m.fps:.1f} FPS  {m.latency_ms:.0f} ms"
 
     def annotate(self, image: np.ndarray, result: FrameResult) -> np.ndarray:
-        put_label(image, self.text(result), (4, 4), (32, 32, 32), self.font_scale)
+        put_label(image, self.text(result), (4, image.shape[0]), (32, 32, 32), self.font_scale)
         return image
 
 

@@ -183,8 +183,15 @@ def create_backend(cfg: WorkerConfig) -> Any:
     except ImportError:
         _create = None
     if _create is not None:
-        return _create(cfg.backend, checkpoint=cfg.checkpoint, device=cfg.device, fp16=cfg.fp16,
-                       onnx_path=cfg.onnx_path)
+        from core.checkpoint import CheckpointError
+
+        try:
+            return _create(cfg.backend, checkpoint=cfg.checkpoint, device=cfg.device, fp16=cfg.fp16,
+                           onnx_path=cfg.onnx_path)
+        except CheckpointError:
+            raise
+        except ValueError as exc:  # unknown device, fp16 on cpu, a missing ONNX file...
+            raise UserError(f"worker.backend {cfg.backend!r}: {exc}") from None
     if cfg.backend != "torch":
         raise UserError(f"worker.backend {cfg.backend!r} needs core.backends, which this checkout lacks; use torch")
     from core.checkpoint import load_checkpoint

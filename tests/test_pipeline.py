@@ -185,3 +185,50 @@ def test_no_credentials_in_events_overlay_or_summary(tmp_path, backend):
     blob = evp.read_text() + "\n".join(texts) + s.format()
     assert "hunter2" not in blob and "s3cret" not in blob and "10.0.0.5" in blob
     assert len(texts) == 3
+
+
+class ScriptedDisplay:
+    """Stands in for stream.display.Display: returns the scripted key actions, one per frame shown."""
+
+    def __init__(self, actions):
+        self.actions, self.paused, self.shown, self.closed = list(actions), False, 0, False
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.closed = True
+
+    def show(self, source_id, image):
+        self.shown += 1
+        return self.actions.pop(0) if self.actions else None
+
+    def poll(self, wait_ms=30):
+        return None
+
+
+@pytest.mark.timeout(60)
+def test_keys_toggle_heatmap_and_quit(backend):
+    from stream.display import QUIT, TOGGLE_HEATMAP
+
+    proc = Processor(backend, WorkerConfig())
+    src = FakeSource([make_frame("cam", i) for i in range(10_000)], "cam", live=True, end=False)
+    disp = ScriptedDisplay([None, TOGGLE_HEATMAP, None, QUIT])
+    pipe = Pipeline([src], proc.process, display=disp, batch_size=1)
+    pipe.annotators = build_annotators(Config().overlay, pipe.summary.monitor)
+    s = pipe.run()
+    assert s.stopped_by == "quit key" and disp.shown == 4 and disp.closed and src.stopped
+    assert pipe.annotators[0].enabled is False
+
+
+def test_headless_display_is_off_and_harmless(monkeypatch):
+    from stream.display import Display, display_available
+
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    if sys.platform.startswith("linux"):
+        assert display_available()[0] is False
+        with Display(enabled=True) as d:
+            assert d.active is False and d.show("cam", np.zeros((4, 4, 3), np.uint8)) is None and d.poll() is None
+    with Display(enabled=False) as d:
+        assert d.active is False

@@ -13,6 +13,7 @@ Needs scikit-image only here (``pip install scikit-image``); the product never i
 Deterministic: the same inputs give the same frames.
 
     python tools/make_sample.py [--out core/assets/samples] [--seconds 8] [--size 640x480]
+    python tools/make_sample.py --check [--checkpoint PATH]   # does the classifier see the drawn mask?
 """
 from __future__ import annotations
 
@@ -111,13 +112,52 @@ def write_clip(path: Path, seconds: float = 8.0, fps: int = 25, size: tuple[int,
     return n
 
 
+def check(out: Path, checkpoint: str | None, masked_span: tuple[float, float] = (2.5, 5.5)) -> int:
+    """Classify the stills and the clip (frame mode, face-crop mode on the stills) with a checkpoint
+    and print whether the drawn mask is recognised."""
+    import sys
+    import time
+
+    sys.path.insert(0, str(ROOT))
+    from stream.config import WorkerConfig
+    from stream.frames import Frame
+    from stream.worker import Processor, create_backend
+
+    cfg = WorkerConfig(checkpoint=checkpoint, device="cpu")
+    proc = Processor(create_backend(cfg), cfg)
+    stills = {p.name: cv2.imread(str(p)) for p in sorted(out.glob("*.png"))}
+    for name, im in stills.items():
+        (r,) = proc.process([Frame("still", 0, im, time.monotonic())])
+        print(f"{name:28s} -> {r.label} ({r.score:.2f})  expected {'with_mask' if 'masked' in name else 'without_mask'}")
+    cap = cv2.VideoCapture(str(out / "sample.mp4"))
+    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+    counts = {"masked": {}, "plain": {}}
+    i = 0
+    while True:
+        ok, f = cap.read()
+        if not ok:
+            break
+        (r,) = proc.process([Frame("clip", i, f, time.monotonic())])
+        seg = "masked" if masked_span[0] <= i / fps < masked_span[1] else "plain"
+        counts[seg][r.label] = counts[seg].get(r.label, 0) + 1
+        i += 1
+    cap.release()
+    for seg, c in counts.items():
+        print(f"sample.mp4 {seg:6s} frames: {c}  (expected {'with_mask' if seg == 'masked' else 'without_mask'})")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--fps", type=int, default=25)
     ap.add_argument("--size", default="640x480", help="WxH")
+    ap.add_argument("--check", action="store_true", help="classify the existing samples with --checkpoint instead")
+    ap.add_argument("--checkpoint", default=None, help="for --check (default: the shipped model)")
     a = ap.parse_args(argv)
+    if a.check:
+        return check(a.out, a.checkpoint)
     w, h = (int(v) for v in a.size.lower().split("x"))
     plain = photo()
     masked = draw_mask(plain)
