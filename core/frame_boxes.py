@@ -10,6 +10,7 @@
   crop-input pixels back to frame pixels.
 * :func:`paste_maps`: each crop's map resized and pasted into a frame-sized canvas (max).
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -34,8 +35,9 @@ def class_evidence_maps(acts: Tensor, weight: Tensor, bias: Tensor | None = None
         (B, K, h, w) float32; ``E.mean((2, 3))`` equals the logits (B, K).
     """
     if acts.dim() != 4 or weight.dim() != 2 or weight.shape[1] != acts.shape[1]:
-        raise ValueError(f"acts (B, C, h, w) and weight (K, C) must share C, but got "
-                         f"{tuple(acts.shape)} and {tuple(weight.shape)}")
+        raise ValueError(
+            f"acts (B, C, h, w) and weight (K, C) must share C, but got {tuple(acts.shape)} and {tuple(weight.shape)}"
+        )
     ev = torch.einsum("bchw,kc->bkhw", acts.float(), weight.float())
     if bias is not None:
         ev = ev + bias.float().view(1, -1, 1, 1)
@@ -83,7 +85,7 @@ def box_class_logits(evidence: Tensor, boxes: Sequence[Sequence[Box]], input_siz
     logits = (num / den).cpu()
     out, start = [], 0
     for lst in boxes:
-        out.append(logits[start:start + len(lst)])
+        out.append(logits[start : start + len(lst)])
         start += len(lst)
     return out
 
@@ -104,7 +106,9 @@ def scale_boxes(xyxy: np.ndarray, from_size: tuple[int, int], to_size: tuple[int
     return xyxy * s
 
 
-def crop_rects(dets: np.ndarray, frame_size: tuple[int, int], margin: float = 0.0, max_n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def crop_rects(
+    dets: np.ndarray, frame_size: tuple[int, int], margin: float = 0.0, max_n: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Detector boxes -> integer crop rectangles inside the frame.
 
     Each box is enlarged by ``margin`` × its width/height on every side, rounded outwards,

@@ -8,6 +8,7 @@ uint8 rounding step of the intermediate (|Δ| <= 1/255 before normalisation), ab
 on CPU. On CUDA the float path is already fast, and the uint8 kernel is CPU-only, so this
 module is used on CPU only.
 """
+
 from __future__ import annotations
 
 import torch

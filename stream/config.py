@@ -7,6 +7,7 @@ becomes ONE ``UserError`` naming the file and the dotted key, e.g.::
 
     config configs/x.yaml: worker.batch_size must be an int >= 1, got 0
 """
+
 from __future__ import annotations
 
 import copy
@@ -85,9 +86,14 @@ class SourcesConfig:
         _check(self.live_buffer >= 1, "live_buffer", f"must be an int >= 1, got {self.live_buffer}")
         _check(self.file_queue >= 1, "file_queue", f"must be an int >= 1, got {self.file_queue}")
         _check(self.reconnect_initial > 0, "reconnect_initial", f"must be > 0 seconds, got {self.reconnect_initial}")
-        _check(self.reconnect_max >= self.reconnect_initial, "reconnect_max",
-               f"must be >= reconnect_initial ({self.reconnect_initial}), got {self.reconnect_max}")
-        _check(0.0 <= self.reconnect_jitter < 1.0, "reconnect_jitter", f"must be in [0, 1), got {self.reconnect_jitter}")
+        _check(
+            self.reconnect_max >= self.reconnect_initial,
+            "reconnect_max",
+            f"must be >= reconnect_initial ({self.reconnect_initial}), got {self.reconnect_max}",
+        )
+        _check(
+            0.0 <= self.reconnect_jitter < 1.0, "reconnect_jitter", f"must be in [0, 1), got {self.reconnect_jitter}"
+        )
         _check(self.max_attempts >= 0, "max_attempts", f"must be an int >= 0 (0: forever), got {self.max_attempts}")
         _check(self.open_timeout > 0, "open_timeout", f"must be > 0 seconds, got {self.open_timeout}")
         _check(self.read_timeout > 0, "read_timeout", f"must be > 0 seconds, got {self.read_timeout}")
@@ -168,17 +174,26 @@ class WorkerConfig:
 
         _check(self.batch_size >= 1, "batch_size", f"must be an int >= 1, got {self.batch_size}")
         _check(self.batch_size <= 512, "batch_size", f"must be an int <= 512, got {self.batch_size}")
-        _check(0.0 <= self.batch_timeout_ms <= 10_000, "batch_timeout_ms", f"must be in [0, 10000], got {self.batch_timeout_ms}")
+        _check(
+            0.0 <= self.batch_timeout_ms <= 10_000,
+            "batch_timeout_ms",
+            f"must be in [0, 10000], got {self.batch_timeout_ms}",
+        )
         dev_ok = self.device in DEVICES or (self.device.startswith("cuda:") and self.device[5:].isdigit())
         _check(dev_ok, "device", f"must be one of auto, cpu, cuda, cuda:N, got {self.device!r}")
         _check(self.backend in BACKENDS, "backend", f"must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
         _check(self.method in METHODS, "method", f"must be one of {', '.join(METHODS)}, got {self.method!r}")
-        _check(0.0 < self.variance_fraction <= 1.0, "variance_fraction", f"must be in (0, 1], got {self.variance_fraction}")
+        _check(
+            0.0 < self.variance_fraction <= 1.0, "variance_fraction", f"must be in (0, 1], got {self.variance_fraction}"
+        )
         _check(self.mode in MODES, "mode", f"must be one of {', '.join(MODES)}, got {self.mode!r}")
         _check(0.0 <= self.face_margin <= 1.0, "face_margin", f"must be in [0, 1], got {self.face_margin}")
         _check(self.max_faces >= 1, "max_faces", f"must be an int >= 1, got {self.max_faces}")
-        _check(self.torch_threads is None or self.torch_threads >= 1, "torch_threads",
-               f"must be an int >= 1 or null, got {self.torch_threads}")
+        _check(
+            self.torch_threads is None or self.torch_threads >= 1,
+            "torch_threads",
+            f"must be an int >= 1 or null, got {self.torch_threads}",
+        )
 
 
 @dataclass(frozen=True)
@@ -203,7 +218,8 @@ class OverlayConfig:
     boxes: bool = True
     hud: bool = True
     colors: dict[str, tuple[int, int, int]] = field(
-        default_factory=lambda: {"with_mask": (0, 200, 0), "without_mask": (0, 0, 255)})
+        default_factory=lambda: {"with_mask": (0, 200, 0), "without_mask": (0, 0, 255)}
+    )
     default_color: tuple[int, int, int] = (255, 200, 0)
     thickness: int = 2
     font_scale: float = 0.5
@@ -243,11 +259,17 @@ class SinksConfig:
 
     def __post_init__(self) -> None:
         if self.output is not None:
-            _check(Path(self.output).suffix.lower() in (".mp4", ".avi"), "output",
-                   f"must end in .mp4 (mp4v) or .avi (MJPG), got {self.output!r}")
+            _check(
+                Path(self.output).suffix.lower() in (".mp4", ".avi"),
+                "output",
+                f"must end in .mp4 (mp4v) or .avi (MJPG), got {self.output!r}",
+            )
         _check(self.snapshot_interval_s >= 0, "snapshot_interval_s", f"must be >= 0, got {self.snapshot_interval_s}")
-        _check(self.video_fps is None or 0 < self.video_fps <= 1000, "video_fps",
-               f"must be in (0, 1000] or null, got {self.video_fps}")
+        _check(
+            self.video_fps is None or 0 < self.video_fps <= 1000,
+            "video_fps",
+            f"must be in (0, 1000] or null, got {self.video_fps}",
+        )
 
 
 @dataclass(frozen=True)
@@ -263,8 +285,11 @@ class RunConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        _check(self.max_frames is None or self.max_frames >= 1, "max_frames",
-               f"must be an int >= 1 or null, got {self.max_frames}")
+        _check(
+            self.max_frames is None or self.max_frames >= 1,
+            "max_frames",
+            f"must be an int >= 1 or null, got {self.max_frames}",
+        )
 
 
 @dataclass(frozen=True)

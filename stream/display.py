@@ -5,6 +5,7 @@ reading results: file sources wait, live sources drop their oldest frames). Clos
 window quits too. Headless machines (no ``DISPLAY`` / ``WAYLAND_DISPLAY``, or an OpenCV
 built without GUI support) never crash: the window is simply off, with one log line.
 """
+
 from __future__ import annotations
 
 import logging

@@ -6,6 +6,7 @@ They draw in place on the image they get (the pipeline hands them a copy) and re
 :class:`HudAnnotator` (per-source FPS, end-to-end latency and connection state). Source ids
 drawn are passed through ``stream.redact.redact_text`` again: no credentials on screen.
 """
+
 from __future__ import annotations
 
 from typing import Callable, Mapping, Sequence
@@ -21,15 +22,20 @@ from stream.worker import FrameResult
 Color = tuple[int, int, int]
 
 COLORMAPS = {
-    "jet": cv2.COLORMAP_JET, "turbo": cv2.COLORMAP_TURBO, "inferno": cv2.COLORMAP_INFERNO,
-    "viridis": cv2.COLORMAP_VIRIDIS, "hot": cv2.COLORMAP_HOT, "magma": cv2.COLORMAP_MAGMA,
+    "jet": cv2.COLORMAP_JET,
+    "turbo": cv2.COLORMAP_TURBO,
+    "inferno": cv2.COLORMAP_INFERNO,
+    "viridis": cv2.COLORMAP_VIRIDIS,
+    "hot": cv2.COLORMAP_HOT,
+    "magma": cv2.COLORMAP_MAGMA,
     "plasma": cv2.COLORMAP_PLASMA,
 }
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
-def put_label(image: np.ndarray, text: str, org: tuple[int, int], color: Color, scale: float = 0.5,
-              thickness: int = 1) -> None:
+def put_label(
+    image: np.ndarray, text: str, org: tuple[int, int], color: Color, scale: float = 0.5, thickness: int = 1
+) -> None:
     """Text on a filled background box; ``org`` is the top-left corner, kept inside the image."""
     (tw, th), base = cv2.getTextSize(text, FONT, scale, thickness)
     h, w = image.shape[:2]
@@ -37,8 +43,16 @@ def put_label(image: np.ndarray, text: str, org: tuple[int, int], color: Color, 
     y = int(min(max(org[1], 0), max(h - th - base - 2, 0)))
     cv2.rectangle(image, (x, y), (x + tw + 2, y + th + base + 2), color, -1)
     lum = 0.114 * color[0] + 0.587 * color[1] + 0.299 * color[2]
-    cv2.putText(image, text, (x + 1, y + th + 1), FONT, scale, (0, 0, 0) if lum > 140 else (255, 255, 255),
-                thickness, cv2.LINE_AA)
+    cv2.putText(
+        image,
+        text,
+        (x + 1, y + th + 1),
+        FONT,
+        scale,
+        (0, 0, 0) if lum > 140 else (255, 255, 255),
+        thickness,
+        cv2.LINE_AA,
+    )
 
 
 class HeatmapAnnotator:
@@ -82,8 +96,13 @@ class BoxAnnotator:
         font_scale: label text scale.
     """
 
-    def __init__(self, colors: Mapping[str, Sequence[int]] | None = None, default_color: Sequence[int] = (255, 200, 0),
-                 thickness: int = 2, font_scale: float = 0.5) -> None:
+    def __init__(
+        self,
+        colors: Mapping[str, Sequence[int]] | None = None,
+        default_color: Sequence[int] = (255, 200, 0),
+        thickness: int = 2,
+        font_scale: float = 0.5,
+    ) -> None:
         self.colors = {k: tuple(int(c) for c in v) for k, v in (colors or {}).items()}
         self.default_color = tuple(int(c) for c in default_color)
         self.thickness = thickness
@@ -104,8 +123,9 @@ class BoxAnnotator:
             ty = y1 - th - base - 2 if y1 - th - base - 2 >= 0 else y1 + self.thickness
             put_label(image, f"{d.label} {d.score:.2f}", (x1, ty), c, self.font_scale)
         if result.label is not None:
-            put_label(image, f"frame: {result.label} {result.score:.2f}", (w, 0), self.color(result.label),
-                      self.font_scale)
+            put_label(
+                image, f"frame: {result.label} {result.score:.2f}", (w, 0), self.color(result.label), self.font_scale
+            )
         return image
 
 
@@ -127,7 +147,7 @@ class HudAnnotator:
         m = self.monitor_for(result.frame.source_id)
         sid = redact_text(result.frame.source_id)
         if len(sid) > self.max_id_chars:  # long file paths: keep the informative tail
-            sid = "..." + sid[-(self.max_id_chars - 3):]
+            sid = "..." + sid[-(self.max_id_chars - 3) :]
         return f"{sid}  {m.state_text}  {m.fps:.1f} FPS  {m.latency_ms:.0f} ms"
 
     def annotate(self, image: np.ndarray, result: FrameResult) -> np.ndarray:

@@ -7,6 +7,7 @@ exit path (end of input, ``q``, Ctrl-C, SIGTERM, an exception anywhere): stop fl
 joined -> sources stopped (their threads joined) -> display closed -> sinks flushed and
 closed. An exception in the worker reaches this thread as :class:`PipelineError`.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -22,7 +23,7 @@ from typing import Any, Callable, Sequence
 import cv2
 
 from stream.config import Config
-from stream.display import PAUSE, QUIT, TOGGLE_HEATMAP, Display
+from stream.display import QUIT, TOGGLE_HEATMAP, Display
 from stream.errors import UserError
 from stream.frames import FrameSource, SourceEvent
 from stream.overlay import HeatmapAnnotator, annotate, build_annotators
@@ -89,11 +90,22 @@ class Pipeline:
         queue_size: results buffered between the worker and this thread.
     """
 
-    def __init__(self, sources: Sequence[FrameSource], process: Callable[[list], list], *,
-                 sinks: Sequence[Any] = (), annotators: Sequence[Any] = (), display: Display | None = None,
-                 batch_size: int = 4, batch_timeout_s: float = 0.01, max_frames: int | None = None,
-                 progress_total: int | None = None, class_names: Sequence[str] = (), queue_size: int = 8,
-                 join_timeout_s: float = JOIN_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        sources: Sequence[FrameSource],
+        process: Callable[[list], list],
+        *,
+        sinks: Sequence[Any] = (),
+        annotators: Sequence[Any] = (),
+        display: Display | None = None,
+        batch_size: int = 4,
+        batch_timeout_s: float = 0.01,
+        max_frames: int | None = None,
+        progress_total: int | None = None,
+        class_names: Sequence[str] = (),
+        queue_size: int = 8,
+        join_timeout_s: float = JOIN_TIMEOUT_S,
+    ) -> None:
         self.sources = list(sources)
         self.process = process
         self.sinks = list(sinks)
@@ -122,8 +134,9 @@ class Pipeline:
         summary = self.summary
         stop = threading.Event()
         out: queue.Queue = queue.Queue(maxsize=self.queue_size)
-        self.worker = BatchWorker(self.sources, self.process, out, stop, self.batch_size, self.batch_timeout_s,
-                                  self.max_frames)
+        self.worker = BatchWorker(
+            self.sources, self.process, out, stop, self.batch_size, self.batch_timeout_s, self.max_frames
+        )
         try:
             with contextlib.ExitStack() as stack:
                 for s in self.sinks:
@@ -203,13 +216,18 @@ class Pipeline:
                         if isinstance(item.error, UserError):
                             raise item.error
                         raise PipelineError(f"worker failed: {_describe(item.error)}") from item.error
-                    summary.stopped_by = "max frames" if (self.max_frames and item.frames_in >= self.max_frames) \
-                        else "end of input"
+                    summary.stopped_by = (
+                        "max frames" if (self.max_frames and item.frames_in >= self.max_frames) else "end of input"
+                    )
                     return
                 if isinstance(item, SourceEvent):
                     summary.monitor(item.source_id).on_event(item)
-                    log.info("source %s: %s%s", redact_text(item.source_id), item.state.value,
-                             f" ({redact_text(item.message)})" if item.message else "")
+                    log.info(
+                        "source %s: %s%s",
+                        redact_text(item.source_id),
+                        item.state.value,
+                        f" ({redact_text(item.message)})" if item.message else "",
+                    )
                     for s in self.sinks:
                         s.event(item)
                 elif isinstance(item, SkippedFrame):
@@ -235,12 +253,15 @@ class Pipeline:
             self._handle_key(self.display.show(result.frame.source_id, image))
         now = time.monotonic()
         latency = now - result.frame.capture_time
-        self.summary.add_result(result.frame.source_id, result.label, [d.label for d in result.detections], latency, now)
+        self.summary.add_result(
+            result.frame.source_id, result.label, [d.label for d in result.detections], latency, now
+        )
         if self.on_result is not None:
             self.on_result(result, latency)
 
 
 # ---------------------------------------------------------------- building from a config
+
 
 def open_sources(cfg: Config) -> tuple[list[FrameSource], list[str]]:
     """Create (not start) the configured sources; returns (sources, specs). No specs: the sample clip."""
@@ -286,8 +307,14 @@ def build_sinks(cfg: Config, source_ids: list[str], fps: dict[str, float | None]
     return sinks
 
 
-def build_pipeline(cfg: Config, *, sources: Sequence[FrameSource] | None = None, backend: Any = None,
-                   detector: Any = None, specs: Sequence[str] | None = None) -> Pipeline:
+def build_pipeline(
+    cfg: Config,
+    *,
+    sources: Sequence[FrameSource] | None = None,
+    backend: Any = None,
+    detector: Any = None,
+    specs: Sequence[str] | None = None,
+) -> Pipeline:
     """A ready-to-run pipeline for ``cfg`` (sources/backend/detector may be injected, e.g. by tests)."""
     if cfg.worker.torch_threads:
         import torch
@@ -316,8 +343,15 @@ def build_pipeline(cfg: Config, *, sources: Sequence[FrameSource] | None = None,
         total = cfg.run.max_frames
     summary_names = tuple(processor.class_names)
     pipe = Pipeline(
-        sources, processor.process, sinks=build_sinks(cfg, ids, fps), display=Display(cfg.sinks.display),
-        batch_size=cfg.worker.batch_size, batch_timeout_s=cfg.worker.batch_timeout_ms / 1000.0,
-        max_frames=cfg.run.max_frames, progress_total=total, class_names=summary_names)
+        sources,
+        processor.process,
+        sinks=build_sinks(cfg, ids, fps),
+        display=Display(cfg.sinks.display),
+        batch_size=cfg.worker.batch_size,
+        batch_timeout_s=cfg.worker.batch_timeout_ms / 1000.0,
+        max_frames=cfg.run.max_frames,
+        progress_total=total,
+        class_names=summary_names,
+    )
     pipe.annotators = build_annotators(cfg.overlay, pipe.summary.monitor)
     return pipe

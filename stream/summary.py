@@ -2,6 +2,7 @@
 
 Everything here is updated from the consumer (main) thread only.
 """
+
 from __future__ import annotations
 
 import collections
@@ -93,7 +94,9 @@ class RunSummary:
             self.monitors[sid] = SourceMonitor(sid)
         return self.monitors[sid]
 
-    def add_result(self, source_id: str, label: str | None, det_labels: Iterable[str], latency_s: float, now: float) -> None:
+    def add_result(
+        self, source_id: str, label: str | None, det_labels: Iterable[str], latency_s: float, now: float
+    ) -> None:
         self.frames_out += 1
         self._lat.append(latency_s)
         if label is not None:
@@ -128,12 +131,19 @@ class RunSummary:
 
     def to_dict(self) -> dict:
         return {
-            "frames_in": self.frames_in, "frames_out": self.frames_out,
-            "frames_dropped": self.frames_dropped, "frames_skipped": self.frames_skipped,
-            "skip_reasons": dict(self.skip_reasons), "wall_s": round(self.wall_s, 3), "fps": round(self.fps, 2),
-            "latency_p50_ms": round(self.latency_ms(50), 1), "latency_p95_ms": round(self.latency_ms(95), 1),
-            "frame_classes": dict(self.frame_classes), "detection_classes": dict(self.detection_classes),
-            "stopped_by": self.stopped_by, "error": self.error,
+            "frames_in": self.frames_in,
+            "frames_out": self.frames_out,
+            "frames_dropped": self.frames_dropped,
+            "frames_skipped": self.frames_skipped,
+            "skip_reasons": dict(self.skip_reasons),
+            "wall_s": round(self.wall_s, 3),
+            "fps": round(self.fps, 2),
+            "latency_p50_ms": round(self.latency_ms(50), 1),
+            "latency_p95_ms": round(self.latency_ms(95), 1),
+            "frame_classes": dict(self.frame_classes),
+            "detection_classes": dict(self.detection_classes),
+            "stopped_by": self.stopped_by,
+            "error": self.error,
         }
 
     def format(self) -> str:

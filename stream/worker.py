@@ -11,6 +11,7 @@ tensors and packs results.
   Any exception ends it and is handed to the consumer with a DONE marker; it never blocks
   on a full queue once ``stop`` is set.
 """
+
 from __future__ import annotations
 
 import logging
@@ -25,8 +26,13 @@ import numpy as np
 import torch
 
 from core.explain import explain_features
-from core.frame_boxes import (box_class_logits, class_evidence_maps, crop_boxes_to_frame, crop_rects,
-                              paste_maps, scale_boxes)
+from core.frame_boxes import (
+    box_class_logits,
+    class_evidence_maps,
+    crop_rects,
+    paste_maps,
+    scale_boxes,
+)
 from core.frame_resize import shrink_bgr_uint8
 from core.preprocess import bgr_to_input, images_to_input
 from stream.config import WorkerConfig
@@ -39,6 +45,7 @@ TERMINAL_STATES = (SourceState.END_OF_STREAM, SourceState.FAILED)
 
 
 # ---------------------------------------------------------------- results
+
 
 @dataclass(frozen=True)
 class Detection:
@@ -145,6 +152,7 @@ def as_bgr(image: Any) -> tuple[np.ndarray | None, str]:
 
 # ---------------------------------------------------------------- backend adapter
 
+
 def resolve_device(name: str) -> torch.device:
     """``auto`` -> cuda when available else cpu; ``cuda`` without CUDA is a UserError."""
     if name == "auto":
@@ -186,8 +194,9 @@ def create_backend(cfg: WorkerConfig) -> Any:
         from core.checkpoint import CheckpointError
 
         try:
-            return _create(cfg.backend, checkpoint=cfg.checkpoint, device=cfg.device, fp16=cfg.fp16,
-                           onnx_path=cfg.onnx_path)
+            return _create(
+                cfg.backend, checkpoint=cfg.checkpoint, device=cfg.device, fp16=cfg.fp16, onnx_path=cfg.onnx_path
+            )
         except CheckpointError:
             raise
         except ValueError as exc:  # unknown device, fp16 on cpu, a missing ONNX file...
@@ -205,6 +214,7 @@ def create_backend(cfg: WorkerConfig) -> Any:
 
 
 # ---------------------------------------------------------------- processor
+
 
 class Processor:
     """Frames -> results with one forward pass per call (no threads).
@@ -240,18 +250,31 @@ class Processor:
         small = []
         for im in images:
             t = torch.from_numpy(np.ascontiguousarray(im))[None]
-            small.append(shrink_bgr_uint8(t, self.input_size) if im.shape[0] * im.shape[1] > 4 * self.input_size[0] * self.input_size[1] else t)
+            small.append(
+                shrink_bgr_uint8(t, self.input_size)
+                if im.shape[0] * im.shape[1] > 4 * self.input_size[0] * self.input_size[1]
+                else t
+            )
         if len({tuple(t.shape) for t in small}) == 1:
             return bgr_to_input(torch.cat(small), self.input_size, self.meta.mean, self.meta.std, self.backend.dtype)
-        return torch.cat([bgr_to_input(t, self.input_size, self.meta.mean, self.meta.std, self.backend.dtype) for t in small])
+        return torch.cat(
+            [bgr_to_input(t, self.input_size, self.meta.mean, self.meta.std, self.backend.dtype) for t in small]
+        )
 
     def _forward_explain(self, images: list[np.ndarray]):
         x = self._to_input(images)
         logits, acts = self.backend.forward(x)
         logits, acts = logits.float(), acts.float()
-        exp = explain_features(logits, acts, self.cfg.method, self.input_size, head_weight=self.head_w,
-                               threshold=self.threshold, options=self.options,
-                               with_boxes=self.cfg.mode == "frame")
+        exp = explain_features(
+            logits,
+            acts,
+            self.cfg.method,
+            self.input_size,
+            head_weight=self.head_w,
+            threshold=self.threshold,
+            options=self.options,
+            with_boxes=self.cfg.mode == "frame",
+        )
         maps_u8 = (exp.maps * 255.0).round_().clamp_(0, 255).to(torch.uint8).cpu().numpy()  # one copy per batch
         return exp, acts, maps_u8
 
@@ -291,13 +314,24 @@ class Processor:
                 bp = torch.softmax(box_logits[i], dim=1).numpy()
                 bk = box_logits[i].argmax(dim=1).tolist()
                 for bx, xy, p, k in zip(boxes, xyxy, bp, bk):
-                    dets.append(Detection(tuple(float(v) for v in xy), self.class_names[k], k, float(p[k]), float(bx.score)))
+                    dets.append(
+                        Detection(tuple(float(v) for v in xy), self.class_names[k], k, float(p[k]), float(bx.score))
+                    )
             k = int(labels[i])
-            results.append(FrameResult(
-                frame=f, label=self.class_names[k], score=float(probs[i, k]),
-                probs=tuple(float(v) for v in probs[i]), detections=tuple(dets), heatmap=maps_u8[i],
-                degenerate=bool(degenerate[i]), n_components=int(ncomp[i]) if ncomp is not None else None,
-                done_time=t, batch_size=len(frames)))
+            results.append(
+                FrameResult(
+                    frame=f,
+                    label=self.class_names[k],
+                    score=float(probs[i, k]),
+                    probs=tuple(float(v) for v in probs[i]),
+                    detections=tuple(dets),
+                    heatmap=maps_u8[i],
+                    degenerate=bool(degenerate[i]),
+                    n_components=int(ncomp[i]) if ncomp is not None else None,
+                    done_time=t,
+                    batch_size=len(frames),
+                )
+            )
         return results
 
     # -- faces mode: detector, then every face of every frame in ONE batch
@@ -307,8 +341,9 @@ class Processor:
             raise RuntimeError(f"detector returned {len(dets_all)} results for {len(frames)} frames")
         crops, owners, rects_per, scores_per = [], [], [], []
         for i, (f, d) in enumerate(zip(frames, dets_all)):
-            rects, keep = crop_rects(np.asarray(d, dtype=np.float32), f.image.shape[:2], self.cfg.face_margin,
-                                     self.cfg.max_faces)
+            rects, keep = crop_rects(
+                np.asarray(d, dtype=np.float32), f.image.shape[:2], self.cfg.face_margin, self.cfg.max_faces
+            )
             d = np.asarray(d, dtype=np.float32)
             rects_per.append(rects)
             scores_per.append(d[keep, 4] if len(keep) and d.shape[1] > 4 else np.ones(len(keep), np.float32))
@@ -327,17 +362,28 @@ class Processor:
         for i, f in enumerate(frames):
             n = len(rects_per[i])
             dets = []
-            for r, p, k, s in zip(rects_per[i], t_probs[j:j + n], t_labels[j:j + n], scores_per[i]):
+            for r, p, k, s in zip(rects_per[i], t_probs[j : j + n], t_labels[j : j + n], scores_per[i]):
                 k = int(k)
                 dets.append(Detection(tuple(float(v) for v in r), self.class_names[k], k, float(p[k]), float(s)))
-            heat = paste_maps(f.image.shape[:2], maps_u8[j:j + n], rects_per[i]) if n else None
+            heat = paste_maps(f.image.shape[:2], maps_u8[j : j + n], rects_per[i]) if n else None
             j += n
-            results.append(FrameResult(frame=f, label=None, score=None, probs=None, detections=tuple(dets),
-                                       heatmap=heat, done_time=t, batch_size=len(frames)))
+            results.append(
+                FrameResult(
+                    frame=f,
+                    label=None,
+                    score=None,
+                    probs=None,
+                    detections=tuple(dets),
+                    heatmap=heat,
+                    done_time=t,
+                    batch_size=len(frames),
+                )
+            )
         return results
 
 
 # ---------------------------------------------------------------- the worker thread
+
 
 class BatchWorker(threading.Thread):
     """Collects frames from all sources into batches and runs the processor on each.
@@ -353,9 +399,17 @@ class BatchWorker(threading.Thread):
         max_frames: stop after this many frames in total (None: until every source ended).
     """
 
-    def __init__(self, sources: Sequence[FrameSource], process: Callable[[list[Frame]], list], out: queue.Queue,
-                 stop: threading.Event, batch_size: int = 4, batch_timeout_s: float = 0.01,
-                 max_frames: int | None = None, poll_s: float = 0.05) -> None:
+    def __init__(
+        self,
+        sources: Sequence[FrameSource],
+        process: Callable[[list[Frame]], list],
+        out: queue.Queue,
+        stop: threading.Event,
+        batch_size: int = 4,
+        batch_timeout_s: float = 0.01,
+        max_frames: int | None = None,
+        poll_s: float = 0.05,
+    ) -> None:
         super().__init__(name="maskstream-worker", daemon=True)
         self.sources = list(sources)
         self.process = process
@@ -420,7 +474,9 @@ class BatchWorker(threading.Thread):
                         self.frames_in += 1
                         if deadline is None:
                             deadline = time.monotonic() + self.batch_timeout_s
-                    if n_frames >= self.batch_size or (self.max_frames is not None and self.frames_in >= self.max_frames):
+                    if n_frames >= self.batch_size or (
+                        self.max_frames is not None and self.frames_in >= self.max_frames
+                    ):
                         break
                 full = n_frames >= self.batch_size
                 timed_out = deadline is not None and time.monotonic() >= deadline

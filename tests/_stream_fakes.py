@@ -1,5 +1,6 @@
 """Test doubles for the processing side: a scripted FrameSource, a fake face detector,
 a seeded checkpoint and generated video. Shared by tests/test_{worker,pipeline,sinks,overlay,run_cli}.py."""
+
 from __future__ import annotations
 
 import collections
@@ -16,8 +17,14 @@ from stream.frames import Frame, SourceEvent, SourceState, SourceStats
 CLASSES = ("with_mask", "without_mask")
 
 
-def make_frame(source_id: str = "fake", index: int = 0, h: int = 48, w: int = 64, seed: int | None = None,
-               image: np.ndarray | None = None) -> Frame:
+def make_frame(
+    source_id: str = "fake",
+    index: int = 0,
+    h: int = 48,
+    w: int = 64,
+    seed: int | None = None,
+    image: np.ndarray | None = None,
+) -> Frame:
     rng = np.random.default_rng(index if seed is None else seed)
     img = rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8) if image is None else image
     return Frame(source_id, index, img, time.monotonic(), None)
@@ -30,8 +37,15 @@ class FakeSource:
     forever (a live source that went quiet); ``delay``: seconds between items.
     """
 
-    def __init__(self, items, source_id: str = "fake", live: bool = False, end: bool = True,
-                 fail_at: int | None = None, delay: float = 0.0) -> None:
+    def __init__(
+        self,
+        items,
+        source_id: str = "fake",
+        live: bool = False,
+        end: bool = True,
+        fail_at: int | None = None,
+        delay: float = 0.0,
+    ) -> None:
         self.items = collections.deque(items)
         self.source_id = source_id
         self.live = live

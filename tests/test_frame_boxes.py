@@ -1,4 +1,5 @@
 """core.frame_boxes: class evidence inside boxes, and model-space -> frame-pixel geometry."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -6,8 +7,14 @@ import pytest
 import torch
 
 from core.boxes import Box
-from core.frame_boxes import (box_class_logits, class_evidence_maps, crop_boxes_to_frame, crop_rects, paste_maps,
-                              scale_boxes)
+from core.frame_boxes import (
+    box_class_logits,
+    class_evidence_maps,
+    crop_boxes_to_frame,
+    crop_rects,
+    paste_maps,
+    scale_boxes,
+)
 
 
 def test_evidence_mean_is_the_logit(mobilenet_model):
@@ -49,15 +56,18 @@ def test_scale_boxes_squash():
     np.testing.assert_allclose(got, [[0, 0, 1280, 720], [640, 180, 960, 360]])
 
 
-@pytest.mark.parametrize("dets,margin,expected_rects,expected_keep", [
-    (np.zeros((0, 5)), 0.0, np.zeros((0, 4)), []),
-    (np.array([[10, 10, 30, 50, 0.5]]), 0.0, [[10, 10, 30, 50]], [0]),
-    (np.array([[10, 10, 30, 50, 0.5]]), 0.5, [[0, 0, 40, 70]], [0]),  # 10px/20px per side, clipped at 0
-    (np.array([[90, 90, 120, 120, 0.9]]), 0.0, [[90, 90, 100, 100]], [0]),  # border-touching: clipped
-    (np.array([[5, 5, 6, 30, 0.9], [0, 0, 10, 10, 0.1]]), 0.0, [[0, 0, 10, 10]], [1]),  # 1 px wide dropped
-    (np.array([[0, 0, 10, 10, 0.1], [20, 20, 40, 40, 0.9]]), 0.0, [[20, 20, 40, 40], [0, 0, 10, 10]], [1, 0]),
-    (np.array([[np.nan, 0, 10, 10, 0.9]]), 0.0, np.zeros((0, 4)), []),
-])
+@pytest.mark.parametrize(
+    "dets,margin,expected_rects,expected_keep",
+    [
+        (np.zeros((0, 5)), 0.0, np.zeros((0, 4)), []),
+        (np.array([[10, 10, 30, 50, 0.5]]), 0.0, [[10, 10, 30, 50]], [0]),
+        (np.array([[10, 10, 30, 50, 0.5]]), 0.5, [[0, 0, 40, 70]], [0]),  # 10px/20px per side, clipped at 0
+        (np.array([[90, 90, 120, 120, 0.9]]), 0.0, [[90, 90, 100, 100]], [0]),  # border-touching: clipped
+        (np.array([[5, 5, 6, 30, 0.9], [0, 0, 10, 10, 0.1]]), 0.0, [[0, 0, 10, 10]], [1]),  # 1 px wide dropped
+        (np.array([[0, 0, 10, 10, 0.1], [20, 20, 40, 40, 0.9]]), 0.0, [[20, 20, 40, 40], [0, 0, 10, 10]], [1, 0]),
+        (np.array([[np.nan, 0, 10, 10, 0.9]]), 0.0, np.zeros((0, 4)), []),
+    ],
+)
 def test_crop_rects(dets, margin, expected_rects, expected_keep):
     rects, keep = crop_rects(dets, (100, 100), margin)
     np.testing.assert_array_equal(rects, np.asarray(expected_rects).reshape(-1, 4))

@@ -1,4 +1,5 @@
 """core.frame_resize: the uint8 shrink matches core.preprocess's float path to one rounding step."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -14,7 +15,7 @@ from core.preprocess import bgr_to_input
 def test_matches_float_path(hw, size):
     rng = np.random.default_rng(0)
     # smooth content (a real frame) plus noise
-    yy, xx = np.mgrid[0:hw[0], 0:hw[1]]
+    yy, xx = np.mgrid[0 : hw[0], 0 : hw[1]]
     base = (127 + 100 * np.sin(xx / 37.0)[..., None] * np.cos(yy / 23.0)[..., None]).repeat(3, 2)
     img = np.clip(base + rng.normal(0, 20, base.shape), 0, 255).astype(np.uint8)
     t = torch.from_numpy(img)[None]

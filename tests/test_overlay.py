@@ -1,4 +1,5 @@
 """Annotators: heatmap blend values, box colours by class, HUD text (state, no credentials)."""
+
 from __future__ import annotations
 
 import sys
@@ -43,7 +44,9 @@ def test_faces_heatmap_only_inside_faces():
     assert (out[15:, 15:] == 100).all() and (out[6, 6] != 100).any()
 
 
-@pytest.mark.parametrize("label,bgr", [("with_mask", (0, 200, 0)), ("without_mask", (0, 0, 255)), ("other", (255, 200, 0))])
+@pytest.mark.parametrize(
+    "label,bgr", [("with_mask", (0, 200, 0)), ("without_mask", (0, 0, 255)), ("other", (255, 200, 0))]
+)
 def test_box_colour_by_class(label, bgr):
     img = np.zeros((100, 120, 3), np.uint8)
     det = Detection((20.0, 30.0, 80.0, 90.0), label, 0, 0.87)

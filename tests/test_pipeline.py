@@ -1,5 +1,6 @@
 """The whole pipeline: every frame of a file exactly once, bad frames never fatal, an error anywhere
 ends it cleanly (no thread left), no credentials in any output."""
+
 from __future__ import annotations
 
 import json
@@ -12,8 +13,15 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _stream_fakes import (FakeDetector, FakeSource, count_frames, make_frame, save_seeded_checkpoint,  # noqa: E402
-                           torch_backend, write_video)
+from _stream_fakes import (  # noqa: E402
+    FakeDetector,
+    FakeSource,
+    count_frames,
+    make_frame,
+    save_seeded_checkpoint,
+    torch_backend,
+    write_video,
+)
 
 from stream.config import Config, ThresholdConfig, WorkerConfig, from_dict  # noqa: E402
 from stream.frames import Frame, SourceEvent, SourceState  # noqa: E402
@@ -46,8 +54,13 @@ def no_extra_threads(before: set[threading.Thread], timeout: float = 5.0) -> lis
 
 
 def cfg_for(tmp_path: Path, **sinks) -> Config:
-    return from_dict({"sinks": {"display": False, **sinks}, "run": {"progress": False},
-                      "worker": {"batch_size": 4, "batch_timeout_ms": 5}})
+    return from_dict(
+        {
+            "sinks": {"display": False, **sinks},
+            "run": {"progress": False},
+            "worker": {"batch_size": 4, "batch_timeout_ms": 5},
+        }
+    )
 
 
 @pytest.mark.timeout(90)
@@ -55,10 +68,14 @@ def cfg_for(tmp_path: Path, **sinks) -> Config:
 def test_file_every_frame_exactly_once(tmp_path, ckpt, backend, mode):
     clip = write_video(tmp_path / "in.avi", n=23, size=(96, 72))
     out, ev = tmp_path / "out.mp4", tmp_path / "ev.jsonl"
-    cfg = from_dict({"sources": {"specs": [str(clip)], "file_queue": 4},
-                     "worker": {"batch_size": 4, "batch_timeout_ms": 5, "mode": mode, "checkpoint": str(ckpt)},
-                     "sinks": {"display": False, "output": str(out), "events": str(ev), "snapshots": str(tmp_path / "s")},
-                     "run": {"progress": False}})
+    cfg = from_dict(
+        {
+            "sources": {"specs": [str(clip)], "file_queue": 4},
+            "worker": {"batch_size": 4, "batch_timeout_ms": 5, "mode": mode, "checkpoint": str(ckpt)},
+            "sinks": {"display": False, "output": str(out), "events": str(ev), "snapshots": str(tmp_path / "s")},
+            "run": {"progress": False},
+        }
+    )
     before = set(threading.enumerate())
     pipe = build_pipeline(cfg, backend=backend, detector=FakeDetector() if mode == "faces" else None)
     summary = pipe.run()
@@ -77,9 +94,14 @@ def test_file_every_frame_exactly_once(tmp_path, ckpt, backend, mode):
 
 @pytest.mark.timeout(60)
 def test_bad_frames_from_a_source_never_crash(backend):
-    items = [Frame("cam", 0, np.zeros((0, 0, 3), np.uint8), 0.0), make_frame("cam", 1),
-             Frame("cam", 2, np.full((40, 50), 120, np.uint8), 0.0), Frame("cam", 3, np.zeros((40, 50, 4), np.uint8), 0.0),
-             Frame("cam", 4, np.zeros((0, 50, 3), np.uint8), 0.0), make_frame("cam", 5, h=33, w=17)]
+    items = [
+        Frame("cam", 0, np.zeros((0, 0, 3), np.uint8), 0.0),
+        make_frame("cam", 1),
+        Frame("cam", 2, np.full((40, 50), 120, np.uint8), 0.0),
+        Frame("cam", 3, np.zeros((40, 50, 4), np.uint8), 0.0),
+        Frame("cam", 4, np.zeros((0, 50, 3), np.uint8), 0.0),
+        make_frame("cam", 5, h=33, w=17),
+    ]
     proc = Processor(backend, WorkerConfig())
     pipe = Pipeline([FakeSource(items, "cam")], proc.process, batch_size=4)
     pipe.annotators = build_annotators(Config().overlay, pipe.summary.monitor)
@@ -111,8 +133,13 @@ def test_error_anywhere_ends_pipeline_cleanly(tmp_path, backend, where):
         return proc.process(frames)
 
     # a live source that never ends: only the error can stop the run
-    src = FakeSource([make_frame("cam", i) for i in range(10_000)], "cam", live=True, end=False,
-                     fail_at=9 if where == "source" else None)
+    src = FakeSource(
+        [make_frame("cam", i) for i in range(10_000)],
+        "cam",
+        live=True,
+        end=False,
+        fail_at=9 if where == "source" else None,
+    )
     video = VideoSink(tmp_path / "o.avi", ["cam"], {"cam": 25.0})
     sinks = [video, ExplodingSink(4 if where == "sink" else 10**9)]
     before = set(threading.enumerate())
@@ -122,9 +149,11 @@ def test_error_anywhere_ends_pipeline_cleanly(tmp_path, backend, where):
         pipe.run()
     assert time.monotonic() - t0 < 30
     msg = str(ei.value)
-    expected = {"worker": "worker failed: ValueError: injected worker failure",
-                "sink": "pipeline stopped: OSError: disk full (simulated)",
-                "source": "worker failed: RuntimeError: fake source exploded"}[where]
+    expected = {
+        "worker": "worker failed: ValueError: injected worker failure",
+        "sink": "pipeline stopped: OSError: disk full (simulated)",
+        "source": "worker failed: RuntimeError: fake source exploded",
+    }[where]
     assert expected in msg, msg
     assert src.stopped and sinks[1].closed
     assert no_extra_threads(before) == []
@@ -173,7 +202,8 @@ def test_no_credentials_in_events_overlay_or_summary(tmp_path, backend):
 
     sid = redact_text(SECRET_ID)  # what stream.sources stamps on frames
     items = [make_frame(sid, i) for i in range(3)] + [
-        SourceEvent(sid, SourceState.RECONNECTING, time.monotonic(), "retrying", 1)]
+        SourceEvent(sid, SourceState.RECONNECTING, time.monotonic(), "retrying", 1)
+    ]
     proc = Processor(backend, WorkerConfig(threshold=ThresholdConfig("fraction", 0.0, 0.0)))
     evp = tmp_path / "e.jsonl"
     texts = []

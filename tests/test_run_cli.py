@@ -1,5 +1,6 @@
 """``maskstream run`` end to end as a subprocess: help, the default sample run, and Ctrl-C / SIGTERM
 leaving a playable video, closed events and a printed summary."""
+
 from __future__ import annotations
 
 import json
@@ -36,8 +37,22 @@ def _env():
 def test_help_documents_every_option():
     sub = build_parser()._subparsers._group_actions[0].choices["run"]  # noqa: SLF001
     text = sub.format_help()
-    for opt in ("--source", "--config", "--mode", "--method", "--output", "--events", "--snapshots", "--no-display",
-                "--checkpoint", "--device", "--batch-size", "--max-frames", "--backend", "--loop"):
+    for opt in (
+        "--source",
+        "--config",
+        "--mode",
+        "--method",
+        "--output",
+        "--events",
+        "--snapshots",
+        "--no-display",
+        "--checkpoint",
+        "--device",
+        "--batch-size",
+        "--max-frames",
+        "--backend",
+        "--loop",
+    ):
         assert opt in text
     for action in sub._actions:  # noqa: SLF001
         assert action.help and "(default: None)" not in text
@@ -45,9 +60,28 @@ def test_help_documents_every_option():
 
 @pytest.mark.timeout(120)
 def test_default_run_on_sample_clip(tmp_path, ckpt):
-    proc = subprocess.run([sys.executable, "-m", "stream.cli.main", "run", "--no-display", "--checkpoint", str(ckpt),
-                           "--max-frames", "12", "--batch-size", "4", "--json-summary", "out/summary.json"],
-                          cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=110)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stream.cli.main",
+            "run",
+            "--no-display",
+            "--checkpoint",
+            str(ckpt),
+            "--max-frames",
+            "12",
+            "--batch-size",
+            "4",
+            "--json-summary",
+            "out/summary.json",
+        ],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=110,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "maskstream run summary" in proc.stdout and "frames   in 12  out 12" in proc.stdout
     assert count_frames(tmp_path / "out" / "annotated.mp4") == 12
@@ -62,10 +96,32 @@ def test_default_run_on_sample_clip(tmp_path, ckpt):
 def test_signal_leaves_playable_video(tmp_path, ckpt, sig, code):
     clip = write_video(tmp_path / "long.avi", n=40, size=(320, 240))
     out, ev = tmp_path / "o.mp4", tmp_path / "ev.jsonl"
-    p = subprocess.Popen([sys.executable, "-m", "stream.cli.main", "run", "--no-display", "--no-progress", "--loop",
-                          "--checkpoint", str(ckpt), "--source", str(clip), "--output", str(out), "--events", str(ev),
-                          "--batch-size", "2"],
-                         cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "stream.cli.main",
+            "run",
+            "--no-display",
+            "--no-progress",
+            "--loop",
+            "--checkpoint",
+            str(ckpt),
+            "--source",
+            str(clip),
+            "--output",
+            str(out),
+            "--events",
+            str(ev),
+            "--batch-size",
+            "2",
+        ],
+        cwd=tmp_path,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 100
         while time.monotonic() < deadline:  # wait until frames flow (events are flushed every second)

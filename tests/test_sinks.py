@@ -1,5 +1,6 @@
 """Sinks: playable video with the right frame count and fps, JSON Lines events, rate-limited snapshots;
 closed on every exit path; no credentials in any file."""
+
 from __future__ import annotations
 
 import json
@@ -100,11 +101,23 @@ def test_events_lines_and_types(tmp_path):
     objs = [json.loads(line) for line in text.splitlines()]
     assert [o["type"] for o in objs] == ["state", "frame", "detection", "skip"]
     st, fr, de, sk = objs
-    assert st["state"] == "reconnecting" and st["attempt"] == 2 and st["source"] == "rtsp://admin:***@10.0.0.5:554/live?token=***"
+    assert (
+        st["state"] == "reconnecting"
+        and st["attempt"] == 2
+        and st["source"] == "rtsp://admin:***@10.0.0.5:554/live?token=***"
+    )
     assert fr["frame_index"] == 7 and fr["label"] == "with_mask" and fr["score"] == 0.75 and fr["boxes"] == 1
     assert fr["pos_ms"] == 280.0 and isinstance(fr["time"], float)
-    assert de == {"type": "detection", "source": st["source"], "frame_index": 7, "time": fr["time"],
-                  "label": "without_mask", "score": 0.875, "box": [1.0, 2.0, 30.5, 40.2], "map_score": 0.6}
+    assert de == {
+        "type": "detection",
+        "source": st["source"],
+        "frame_index": 7,
+        "time": fr["time"],
+        "label": "without_mask",
+        "score": 0.875,
+        "box": [1.0, 2.0, 30.5, 40.2],
+        "map_score": 0.6,
+    }
     assert sk["frame_index"] == 8 and sk["reason"].startswith("zero-size")
 
 
@@ -118,8 +131,13 @@ def test_snapshots_rate_limited_per_source(tmp_path):
     bad = Detection((0.0, 0.0, 10.0, 10.0), "without_mask", 1, 0.9)
     good = Detection((0.0, 0.0, 10.0, 10.0), "with_mask", 0, 0.9)
     with SnapshotSink(tmp_path / "s", ["without_mask"], interval_s=2.0) as sink:
-        for sid, i, t, d in [("a", 0, 0.0, bad), ("a", 1, 1.0, bad), ("a", 2, 2.5, bad), ("a", 3, 9.0, good),
-                             (SECRET_ID, 0, 0.5, bad)]:
+        for sid, i, t, d in [
+            ("a", 0, 0.0, bad),
+            ("a", 1, 1.0, bad),
+            ("a", 2, 2.5, bad),
+            ("a", 3, 9.0, good),
+            (SECRET_ID, 0, 0.5, bad),
+        ]:
             r = res(sid, i, t, label="with_mask", dets=[d])
             sink.write(r, r.frame.image)
     names = sorted(p.name for p in (tmp_path / "s").iterdir())

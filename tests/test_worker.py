@@ -1,5 +1,6 @@
 """The batched worker: Processor results against core.explain, faces mode in one batch, bad frames,
 and the BatchWorker thread's batching, ordering and error hand-off."""
+
 from __future__ import annotations
 
 import queue
@@ -57,8 +58,9 @@ def test_frame_mode_matches_core_explain(backend, method):
         # boxes: the map's boxes, squashed from 96x96 input to 100x60 frame pixels
         assert len(r.detections) == len(ref.boxes[i])
         for d, b in zip(r.detections, ref.boxes[i]):
-            np.testing.assert_allclose(d.box, [b.x1 * 100 / 96, b.y1 * 60 / 96, b.x2 * 100 / 96, b.y2 * 60 / 96],
-                                       rtol=1e-5)
+            np.testing.assert_allclose(
+                d.box, [b.x1 * 100 / 96, b.y1 * 60 / 96, b.x2 * 100 / 96, b.y2 * 60 / 96], rtol=1e-5
+            )
             assert d.label in CLASSES and 0.5 <= d.score <= 1.0 and d.map_score == pytest.approx(b.score)
 
 
@@ -100,16 +102,19 @@ def test_faces_mode_without_faces(backend):
     assert r.detections == () and r.heatmap is None
 
 
-@pytest.mark.parametrize("image,ok,reason", [
-    (np.zeros((0, 0, 3), np.uint8), False, "zero-size"),
-    (np.zeros((10, 0, 3), np.uint8), False, "zero-size"),
-    (np.full((10, 12), 7, np.uint8), True, ""),
-    (np.full((10, 12, 1), 7, np.uint8), True, ""),
-    (np.full((10, 12, 4), 7, np.uint8), True, ""),
-    (np.full((10, 12, 3), 0.5, np.float32), True, ""),
-    (np.zeros((10, 12, 5), np.uint8), False, "unsupported image shape"),
-    (None, False, "not an array"),
-])
+@pytest.mark.parametrize(
+    "image,ok,reason",
+    [
+        (np.zeros((0, 0, 3), np.uint8), False, "zero-size"),
+        (np.zeros((10, 0, 3), np.uint8), False, "zero-size"),
+        (np.full((10, 12), 7, np.uint8), True, ""),
+        (np.full((10, 12, 1), 7, np.uint8), True, ""),
+        (np.full((10, 12, 4), 7, np.uint8), True, ""),
+        (np.full((10, 12, 3), 0.5, np.float32), True, ""),
+        (np.zeros((10, 12, 5), np.uint8), False, "unsupported image shape"),
+        (None, False, "not an array"),
+    ],
+)
 def test_as_bgr(image, ok, reason):
     out, why = as_bgr(image)
     assert (out is not None) == ok and reason in why
@@ -119,8 +124,12 @@ def test_as_bgr(image, ok, reason):
 
 
 def test_bad_frames_are_skipped_not_fatal(backend):
-    frames = [Frame("a", 0, np.zeros((0, 0, 3), np.uint8), 0.0), make_frame("a", 1),
-              Frame("a", 2, np.full((30, 40), 9, np.uint8), 0.0), Frame("a", 3, np.zeros((30, 40, 4), np.uint8), 0.0)]
+    frames = [
+        Frame("a", 0, np.zeros((0, 0, 3), np.uint8), 0.0),
+        make_frame("a", 1),
+        Frame("a", 2, np.full((30, 40), 9, np.uint8), 0.0),
+        Frame("a", 3, np.zeros((30, 40, 4), np.uint8), 0.0),
+    ]
     out = Processor(backend, WorkerConfig()).process(frames)
     assert isinstance(out[0], SkippedFrame) and "zero-size" in out[0].reason
     assert [type(o).__name__ for o in out[1:]] == ["FrameResult"] * 3
@@ -157,9 +166,18 @@ def test_batchworker_batches_and_keeps_order():
     done = items[-1]
     assert isinstance(done, Done) and done.error is None and done.frames_in == 6
     assert all(len(bt) <= 4 for bt in batches) and sum(len(bt) for bt in batches) == 6
-    a_items = [it for it in items if (isinstance(it, tuple) and it[1] == "a") or isinstance(it, SourceEvent) and it.source_id == "a"]
+    a_items = [
+        it
+        for it in items
+        if (isinstance(it, tuple) and it[1] == "a") or isinstance(it, SourceEvent) and it.source_id == "a"
+    ]
     assert [x if isinstance(x, tuple) else x.state for x in a_items] == [
-        ("R", "a", 0), ("R", "a", 1), SourceState.RECONNECTING, ("R", "a", 2), SourceState.END_OF_STREAM]
+        ("R", "a", 0),
+        ("R", "a", 1),
+        SourceState.RECONNECTING,
+        ("R", "a", 2),
+        SourceState.END_OF_STREAM,
+    ]
 
 
 @pytest.mark.timeout(30)
@@ -167,8 +185,9 @@ def test_batchworker_partial_batch_after_timeout():
     batches = []
     src = FakeSource([make_frame("a", 0)], "a", end=False)  # one frame, then silence
     q, stop = queue.Queue(maxsize=4), threading.Event()
-    w = BatchWorker([src], lambda fr: batches.append(len(fr)) or [f.index for f in fr], q, stop, batch_size=8,
-                    batch_timeout_s=0.05)
+    w = BatchWorker(
+        [src], lambda fr: batches.append(len(fr)) or [f.index for f in fr], q, stop, batch_size=8, batch_timeout_s=0.05
+    )
     w.start()
     assert q.get(timeout=5) == 0  # pushed well before 8 frames arrived
     stop.set()

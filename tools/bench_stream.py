@@ -17,6 +17,7 @@ run with ``nice`` and compare only within one run.
     python tools/bench_stream.py [--size 1280x720] [--frames 120] [--batch-sizes 1,4,8]
         [--modes frame,faces] [--devices cpu,cuda] [--checkpoint PATH] [--video] [--live-seconds 6]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,7 +55,7 @@ def calibrate_bn(model, meta, images: list[np.ndarray], steps: int = 4) -> None:
     model.train()
     with torch.no_grad():
         for k in range(steps):
-            model(images_to_input(images[k * 4:(k + 1) * 4] or images[:4], meta))
+            model(images_to_input(images[k * 4 : (k + 1) * 4] or images[:4], meta))
     model.eval()
 
 
@@ -69,7 +70,10 @@ def get_backend(checkpoint: str | None, device: str, images: list[np.ndarray]):
 
         torch.manual_seed(0)
         meta = ModelMeta("mobilenet_v2", ("with_mask", "without_mask"), 224)
-        model, note = CamModel(build_torchvision("mobilenet_v2", 2), meta), "random mobilenet_v2, BN calibrated (no shipped checkpoint)"
+        model, note = (
+            CamModel(build_torchvision("mobilenet_v2", 2), meta),
+            "random mobilenet_v2, BN calibrated (no shipped checkpoint)",
+        )
         calibrate_bn(model, meta, images)
     dev = torch.device(device)
     return TorchBackend(model, meta, dev, dev.type == "cuda"), note
@@ -123,8 +127,9 @@ def bench_processor(proc: Processor, images: list[np.ndarray], bs: int, reps: in
 def run_pipeline(proc: Processor, sources, bs: int, sinks) -> tuple[float, float, float, int, int]:
     """(fps first->last rendered, latency p50 ms, p95 ms, frames out, dropped)."""
     stamps: list[float] = []
-    pipe = Pipeline(sources, proc.process, sinks=sinks, batch_size=bs, batch_timeout_s=0.02,
-                    class_names=proc.class_names)
+    pipe = Pipeline(
+        sources, proc.process, sinks=sinks, batch_size=bs, batch_timeout_s=0.02, class_names=proc.class_names
+    )
     pipe.annotators = build_annotators(from_dict({}).overlay, pipe.summary.monitor)
     pipe.on_result = lambda r, lat: stamps.append(time.monotonic())
     s = pipe.run()
@@ -159,8 +164,10 @@ def main(argv: list[str] | None = None) -> int:
     wr.release()
     from stream.sources import SourceOptions, open_source
 
-    print(f"# bench_stream: {w}x{h}, {a.frames} frames/file run, method {a.method}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, CPU cores {__import__('os').cpu_count()}")
+    print(
+        f"# bench_stream: {w}x{h}, {a.frames} frames/file run, method {a.method}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, CPU cores {__import__('os').cpu_count()}"
+    )
     rows = []
     for device in a.devices.split(","):
         backend, note = get_backend(a.checkpoint, device, images)
@@ -176,8 +183,9 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"# faces mode skipped: {exc}")
                     continue
             for bs in (int(v) for v in a.batch_sizes.split(",")):
-                cfg = WorkerConfig(method=a.method, mode=mode, batch_size=bs, batch_timeout_ms=20,
-                                   threshold=ThresholdConfig())
+                cfg = WorkerConfig(
+                    method=a.method, mode=mode, batch_size=bs, batch_timeout_ms=20, threshold=ThresholdConfig()
+                )
                 proc = Processor(backend, cfg, detector)
                 fwd = in_thread(bench_forward, backend, bs)
                 pfps = in_thread(bench_processor, proc, images, bs)
@@ -193,14 +201,27 @@ def main(argv: list[str] | None = None) -> int:
                     drop = 100.0 * ldrop / max(1, live.stats.frames_read)
                 rows.append((device, mode, bs, fwd, pfps, ffps, nout, lp50, lp95, drop, ffps / fwd))
                 print(f"  done {device} {mode} bs={bs}", flush=True)
-    head = ("device", "mode", "batch", "fwd img/s", "proc FPS", "file FPS", "frames", "live p50 ms", "live p95 ms",
-            "drop %", "file/fwd")
+    head = (
+        "device",
+        "mode",
+        "batch",
+        "fwd img/s",
+        "proc FPS",
+        "file FPS",
+        "frames",
+        "live p50 ms",
+        "live p95 ms",
+        "drop %",
+        "file/fwd",
+    )
     print()
     print(" | ".join(head))
     print(" | ".join("---" for _ in head))
     for r in rows:
-        print(f"{r[0]} | {r[1]} | {r[2]} | {r[3]:.1f} | {r[4]:.1f} | {r[5]:.1f} | {r[6]} | {r[7]:.0f} | {r[8]:.0f} | "
-              f"{r[9]:.0f} | {r[10]:.2f}")
+        print(
+            f"{r[0]} | {r[1]} | {r[2]} | {r[3]:.1f} | {r[4]:.1f} | {r[5]:.1f} | {r[6]} | {r[7]:.0f} | {r[8]:.0f} | "
+            f"{r[9]:.0f} | {r[10]:.2f}"
+        )
     return 0
 
 

@@ -15,6 +15,7 @@ Deterministic: the same inputs give the same frames.
     python tools/make_sample.py [--out core/assets/samples] [--seconds 8] [--size 640x480]
     python tools/make_sample.py --check [--checkpoint PATH]   # does the classifier see the drawn mask?
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,8 +29,9 @@ OUT = ROOT / "core" / "assets" / "samples"
 FACE_CENTER = (222.0, 118.0)  # (x, y) in the 512x512 photo
 
 # Mask outline in photo pixels (x, y): from just below the eyes to under the chin.
-MASK_POLY = np.array([(181, 111), (222, 106), (264, 111), (273, 140), (260, 172), (222, 185), (186, 172),
-                      (172, 140)], np.float32)
+MASK_POLY = np.array(
+    [(181, 111), (222, 106), (264, 111), (273, 140), (260, 172), (222, 185), (186, 172), (172, 140)], np.float32
+)
 MASK_BGR = (228, 204, 150)  # light blue
 PLEAT_BGR = (196, 170, 120)
 LOOP_BGR = (240, 240, 240)
@@ -87,13 +89,19 @@ def view(image: np.ndarray, t: float, size: tuple[int, int]) -> np.ndarray:
     cy = (1 - zoom / 2.2) * hh / 2 + (zoom / 2.2) * FACE_CENTER[1] + 10 * np.cos(2 * np.pi * t)
     cx = float(np.clip(cx, cw / 2, ww - cw / 2))
     cy = float(np.clip(cy, ch / 2, hh - ch / 2))
-    m = np.array([[w_out / cw, 0, -(cx - cw / 2) * w_out / cw], [0, h_out / ch, -(cy - ch / 2) * h_out / ch]],
-                 np.float32)
+    m = np.array(
+        [[w_out / cw, 0, -(cx - cw / 2) * w_out / cw], [0, h_out / ch, -(cy - ch / 2) * h_out / ch]], np.float32
+    )
     return cv2.warpAffine(image, m, (w_out, h_out), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
 
 
-def write_clip(path: Path, seconds: float = 8.0, fps: int = 25, size: tuple[int, int] = (640, 480),
-               masked_span: tuple[float, float] = (2.5, 5.5)) -> int:
+def write_clip(
+    path: Path,
+    seconds: float = 8.0,
+    fps: int = 25,
+    size: tuple[int, int] = (640, 480),
+    masked_span: tuple[float, float] = (2.5, 5.5),
+) -> int:
     """Write the sample clip; returns the number of frames."""
     plain, masked = photo(), None
     masked = draw_mask(plain)
@@ -128,7 +136,9 @@ def check(out: Path, checkpoint: str | None, masked_span: tuple[float, float] = 
     stills = {p.name: cv2.imread(str(p)) for p in sorted(out.glob("*.png"))}
     for name, im in stills.items():
         (r,) = proc.process([Frame("still", 0, im, time.monotonic())])
-        print(f"{name:28s} -> {r.label} ({r.score:.2f})  expected {'with_mask' if 'masked' in name else 'without_mask'}")
+        print(
+            f"{name:28s} -> {r.label} ({r.score:.2f})  expected {'with_mask' if 'masked' in name else 'without_mask'}"
+        )
     cap = cv2.VideoCapture(str(out / "sample.mp4"))
     fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
     counts = {"masked": {}, "plain": {}}

@@ -5,6 +5,7 @@ drop-oldest buffer, exactly like a camera whose consumer is slower than it: noth
 queues up, ``stats.frames_dropped`` counts what the consumer missed. Decoding is done once
 up front so the measured cost is the pipeline's, not the decoder's.
 """
+
 from __future__ import annotations
 
 import collections
@@ -36,8 +37,14 @@ def load_frames(path: str | Path, size: tuple[int, int] | None = None, limit: in
 class PacedSource:
     """Replays ``frames`` at ``fps`` (looping) for ``duration_s`` seconds (None: until stopped)."""
 
-    def __init__(self, frames: list[np.ndarray], fps: float, source_id: str = "paced", buffer: int = 1,
-                 duration_s: float | None = None) -> None:
+    def __init__(
+        self,
+        frames: list[np.ndarray],
+        fps: float,
+        source_id: str = "paced",
+        buffer: int = 1,
+        duration_s: float | None = None,
+    ) -> None:
         self.frames, self.fps, self.source_id = frames, float(fps), source_id
         self.live = True
         self.stats = SourceStats()

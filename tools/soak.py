@@ -10,6 +10,7 @@ own (it grows) from other processes taking the shared CPU (it stays flat while F
 
     nice python tools/soak.py --minutes 2 [--size 1280x720] [--mode frame] [--video out/soak.mp4]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,9 +26,8 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from stream.config import WorkerConfig  # noqa: E402
+from stream.config import WorkerConfig, from_dict  # noqa: E402
 from stream.overlay import build_annotators  # noqa: E402
-from stream.config import from_dict  # noqa: E402
 from stream.pipeline import SAMPLE_CLIP, Pipeline  # noqa: E402
 from stream.sinks import EventsSink, VideoSink  # noqa: E402
 from stream.worker import Processor  # noqa: E402
@@ -49,11 +49,11 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def run(proc: Processor, images, fps: float, seconds: float, sinks, every: float = 10.0, bs: int = 1,
-        quiet: bool = False) -> list[dict]:
+def run(
+    proc: Processor, images, fps: float, seconds: float, sinks, every: float = 10.0, bs: int = 1, quiet: bool = False
+) -> list[dict]:
     src = PacedSource(images, fps, "soak", buffer=1, duration_s=seconds)
-    pipe = Pipeline([src], proc.process, sinks=sinks, batch_size=bs, batch_timeout_s=0.01,
-                    class_names=proc.class_names)
+    pipe = Pipeline([src], proc.process, sinks=sinks, batch_size=bs, batch_timeout_s=0.01, class_names=proc.class_names)
     pipe.annotators = build_annotators(from_dict({}).overlay, pipe.summary.monitor)
     rows: list[dict] = []
     lat: list[float] = []
@@ -71,13 +71,23 @@ def run(proc: Processor, images, fps: float, seconds: float, sinks, every: float
                 cpu = sum(os.times()[:2])
                 cpu_ms = 1000.0 * (cpu - state["cpu"]) / max(1, len(arr))
                 state["cpu"] = cpu
-                row = {"t": now - t0, "cpu_ms": cpu_ms, "rss_mb": rss_mb(), "fps": len(arr) / every, "p50": float(np.percentile(arr, 50)),
-                       "p95": float(np.percentile(arr, 95)), "dropped": src.stats.frames_dropped,
-                       "read": src.stats.frames_read}
+                row = {
+                    "t": now - t0,
+                    "cpu_ms": cpu_ms,
+                    "rss_mb": rss_mb(),
+                    "fps": len(arr) / every,
+                    "p50": float(np.percentile(arr, 50)),
+                    "p95": float(np.percentile(arr, 95)),
+                    "dropped": src.stats.frames_dropped,
+                    "read": src.stats.frames_read,
+                }
                 rows.append(row)
                 if not quiet:
-                    print(f"{row['t']:7.0f} | {row['rss_mb']:7.1f} | {row['fps']:5.1f} | {row['p50']:6.0f} | "
-                          f"{row['p95']:6.0f} | {row['cpu_ms']:7.0f} | {row['dropped']:6d} / {row['read']}", flush=True)
+                    print(
+                        f"{row['t']:7.0f} | {row['rss_mb']:7.1f} | {row['fps']:5.1f} | {row['p50']:6.0f} | "
+                        f"{row['p95']:6.0f} | {row['cpu_ms']:7.0f} | {row['dropped']:6d} / {row['read']}",
+                        flush=True,
+                    )
                 lat.clear()
                 state["next"] += every
 
@@ -128,11 +138,15 @@ def main(argv: list[str] | None = None) -> int:
     base, last = rows[warm], rows[-1]
     growth = (last["rss_mb"] - base["rss_mb"]) / base["rss_mb"] * 100.0
     lat_ok = last["p95"] <= max(1.5 * base["p95"], base["p95"] + 20.0)
-    print(f"# RSS after warm-up {base['rss_mb']:.1f} MB -> end {last['rss_mb']:.1f} MB: {growth:+.1f}% "
-          f"({'OK' if growth < 5 else 'ABOVE TARGET'} < 5%)")
-    print(f"# latency p95 {base['p95']:.0f} ms -> {last['p95']:.0f} ms ({'OK, not growing' if lat_ok else 'GROWING'}); "
-          f"dropped {last['dropped']} of {last['read']} frames ({100 * last['dropped'] / max(1, last['read']):.0f}%, "
-          f"expected ~50% at 2x input)")
+    print(
+        f"# RSS after warm-up {base['rss_mb']:.1f} MB -> end {last['rss_mb']:.1f} MB: {growth:+.1f}% "
+        f"({'OK' if growth < 5 else 'ABOVE TARGET'} < 5%)"
+    )
+    print(
+        f"# latency p95 {base['p95']:.0f} ms -> {last['p95']:.0f} ms ({'OK, not growing' if lat_ok else 'GROWING'}); "
+        f"dropped {last['dropped']} of {last['read']} frames ({100 * last['dropped'] / max(1, last['read']):.0f}%, "
+        f"expected ~50% at 2x input)"
+    )
     return 0
 
 

@@ -1,4 +1,5 @@
 """``maskstream run``: detect masks in live or recorded video, with saliency maps and boxes."""
+
 from __future__ import annotations
 
 import argparse
@@ -35,26 +36,67 @@ def _h(text: str) -> str:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from core.cams import METHODS
 
-    p.add_argument("--source", "-s", action="append", metavar="S", default=None,
-                   help=_h("input: camera index (0), rtsp://user:pass@host/path, http(s) URL, video file or image "
-                        "folder; repeat for several sources (batched together). Default: the bundled sample clip"))
-    p.add_argument("--config", "-c", metavar="FILE", default=None,
-                   help=_h("YAML config overlaid on configs/default.yaml; a bare name picks configs/NAME.yaml "
-                        "(webcam, rtsp, offline)"))
-    p.add_argument("--mode", choices=MODES, default=None,
-                   help=_h("frame: one class per frame and boxes cut from the map (the paper's setting); "
-                        "faces: face detector, then every face classified and explained (config: worker.mode)"))
-    p.add_argument("--method", choices=list(METHODS), default=None,
-                   help=_h("saliency map method (config: worker.method, default haycam+)"))
-    p.add_argument("--output", "-o", metavar="FILE", default=None,
-                   help=_h("annotated video (.mp4 mp4v or .avi MJPG); several sources write FILE-<k>.ext"))
+    p.add_argument(
+        "--source",
+        "-s",
+        action="append",
+        metavar="S",
+        default=None,
+        help=_h(
+            "input: camera index (0), rtsp://user:pass@host/path, http(s) URL, video file or image "
+            "folder; repeat for several sources (batched together). Default: the bundled sample clip"
+        ),
+    )
+    p.add_argument(
+        "--config",
+        "-c",
+        metavar="FILE",
+        default=None,
+        help=_h(
+            "YAML config overlaid on configs/default.yaml; a bare name picks configs/NAME.yaml (webcam, rtsp, offline)"
+        ),
+    )
+    p.add_argument(
+        "--mode",
+        choices=MODES,
+        default=None,
+        help=_h(
+            "frame: one class per frame and boxes cut from the map (the paper's setting); "
+            "faces: face detector, then every face classified and explained (config: worker.mode)"
+        ),
+    )
+    p.add_argument(
+        "--method",
+        choices=list(METHODS),
+        default=None,
+        help=_h("saliency map method (config: worker.method, default haycam+)"),
+    )
+    p.add_argument(
+        "--output",
+        "-o",
+        metavar="FILE",
+        default=None,
+        help=_h("annotated video (.mp4 mp4v or .avi MJPG); several sources write FILE-<k>.ext"),
+    )
     p.add_argument("--events", metavar="FILE", default=None, help=_h("JSON Lines events file"))
-    p.add_argument("--snapshots", metavar="DIR", default=None, help=_h("directory for JPEG snapshots of no-mask detections"))
-    p.add_argument("--no-display", action="store_true", help=_h("never open a window (headless; implied without DISPLAY)"))
-    p.add_argument("--checkpoint", metavar="PATH", default=None, help=_h("model checkpoint (default: the shipped model)"))
+    p.add_argument(
+        "--snapshots", metavar="DIR", default=None, help=_h("directory for JPEG snapshots of no-mask detections")
+    )
+    p.add_argument(
+        "--no-display", action="store_true", help=_h("never open a window (headless; implied without DISPLAY)")
+    )
+    p.add_argument(
+        "--checkpoint", metavar="PATH", default=None, help=_h("model checkpoint (default: the shipped model)")
+    )
     p.add_argument("--device", default=None, help=_h("auto | cpu | cuda | cuda:N (config: worker.device)"))
     p.add_argument("--backend", choices=BACKENDS, default=None, help=_h("inference backend (config: worker.backend)"))
-    p.add_argument("--batch-size", type=int, metavar="N", default=None, help=_h("frames per forward pass (config: worker.batch_size)"))
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        metavar="N",
+        default=None,
+        help=_h("frames per forward pass (config: worker.batch_size)"),
+    )
     p.add_argument("--max-frames", type=int, metavar="N", default=None, help=_h("stop after N frames in total"))
     p.add_argument("--loop", action="store_true", help=_h("restart file sources at their end (until Ctrl-C)"))
     p.add_argument("--no-progress", action="store_true", help=_h("no progress bar"))
@@ -67,8 +109,14 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         o["sources"]["specs"] = list(args.source)
     if args.loop:
         o["sources"]["loop"] = True
-    for opt, key in (("mode", "mode"), ("method", "method"), ("checkpoint", "checkpoint"), ("device", "device"),
-                     ("backend", "backend"), ("batch_size", "batch_size")):
+    for opt, key in (
+        ("mode", "mode"),
+        ("method", "method"),
+        ("checkpoint", "checkpoint"),
+        ("device", "device"),
+        ("backend", "backend"),
+        ("batch_size", "batch_size"),
+    ):
         if getattr(args, opt) is not None:
             o["worker"][key] = getattr(args, opt)
     for opt in ("output", "events", "snapshots"):

@@ -1,4 +1,5 @@
 """The sink contract: a context manager that receives rendered results and source events."""
+
 from __future__ import annotations
 
 import re

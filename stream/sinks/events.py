@@ -10,6 +10,7 @@ Types::
 ``time`` is Unix time of capture (frames) or of the change (state); boxes are in frame pixels.
 Source ids are redacted again here: no credentials ever reach the file.
 """
+
 from __future__ import annotations
 
 import json
@@ -37,20 +38,44 @@ def frame_events(result: FrameResult, latency_s: float | None = None) -> list[di
     f = result.frame
     src = redact_text(f.source_id)
     t = _r(wall_time(f.capture_time), 3)
-    out = [{
-        "type": "frame", "source": src, "frame_index": int(f.index), "time": t, "pos_ms": _r(f.pos_ms, 1),
-        "label": result.label, "score": _r(result.score), "latency_ms": _r(None if latency_s is None else 1000 * latency_s, 1),
-        "boxes": len(result.detections),
-    }]
+    out = [
+        {
+            "type": "frame",
+            "source": src,
+            "frame_index": int(f.index),
+            "time": t,
+            "pos_ms": _r(f.pos_ms, 1),
+            "label": result.label,
+            "score": _r(result.score),
+            "latency_ms": _r(None if latency_s is None else 1000 * latency_s, 1),
+            "boxes": len(result.detections),
+        }
+    ]
     for d in result.detections:
-        out.append({"type": "detection", "source": src, "frame_index": int(f.index), "time": t, "label": d.label,
-                    "score": _r(d.score), "box": [round(float(v), 1) for v in d.box], "map_score": _r(d.map_score)})
+        out.append(
+            {
+                "type": "detection",
+                "source": src,
+                "frame_index": int(f.index),
+                "time": t,
+                "label": d.label,
+                "score": _r(d.score),
+                "box": [round(float(v), 1) for v in d.box],
+                "map_score": _r(d.map_score),
+            }
+        )
     return out
 
 
 def state_event(ev: SourceEvent) -> dict:
-    return {"type": "state", "source": redact_text(ev.source_id), "state": ev.state.value,
-            "time": _r(wall_time(ev.time), 3), "message": redact_text(ev.message), "attempt": int(ev.attempt)}
+    return {
+        "type": "state",
+        "source": redact_text(ev.source_id),
+        "state": ev.state.value,
+        "time": _r(wall_time(ev.time), 3),
+        "message": redact_text(ev.message),
+        "attempt": int(ev.attempt),
+    }
 
 
 class EventsSink(Sink):
@@ -85,8 +110,15 @@ class EventsSink(Sink):
 
     def skip(self, item: SkippedFrame) -> None:
         f = item.frame
-        self._emit({"type": "skip", "source": redact_text(f.source_id), "frame_index": int(f.index),
-                    "time": _r(wall_time(f.capture_time), 3), "reason": item.reason})
+        self._emit(
+            {
+                "type": "skip",
+                "source": redact_text(f.source_id),
+                "frame_index": int(f.index),
+                "time": _r(wall_time(f.capture_time), 3),
+                "reason": item.reason,
+            }
+        )
 
     def close(self) -> None:
         if self._f is not None:

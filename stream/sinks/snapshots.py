@@ -3,6 +3,7 @@
 Rate-limited per source (at most one per ``interval_s`` of capture time). Files are
 ``<dir>/<source>_<frame_index>_<label>.jpg`` with the source id redacted and made file-safe.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -26,8 +27,13 @@ class SnapshotSink(Sink):
         quality: JPEG quality.
     """
 
-    def __init__(self, directory: str | Path, labels: Iterable[str] = ("without_mask",), interval_s: float = 2.0,
-                 quality: int = 90) -> None:
+    def __init__(
+        self,
+        directory: str | Path,
+        labels: Iterable[str] = ("without_mask",),
+        interval_s: float = 2.0,
+        quality: int = 90,
+    ) -> None:
         self.dir = Path(directory)
         try:
             self.dir.mkdir(parents=True, exist_ok=True)

@@ -5,6 +5,7 @@ because ``close`` always releases the writer, which writes the index). The frame
 the file's own (given by the pipeline), or for live sources the rate measured over the
 first frames (declared rate when known), or ``fps`` when set.
 """
+
 from __future__ import annotations
 
 import logging
