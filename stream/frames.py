@@ -61,7 +61,8 @@ class SourceStats:
     frames_dropped: int = 0  # live sources: oldest frames dropped from the buffer
     frames_skipped: int = 0  # unusable frames (zero-size, bad channel count) with reasons below
     skip_reasons: dict[str, int] = field(default_factory=dict)
-    reconnects: int = 0
+    reconnects: int = 0  # successful reconnections after the first connection
+    conversions: dict[str, int] = field(default_factory=dict)  # frames converted to BGR, by kind (gray, bgra, uint16)
 
 
 Item = Union[Frame, SourceEvent]

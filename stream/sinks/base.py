@@ -1,0 +1,46 @@
+"""The sink contract: a context manager that receives rendered results and source events."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import numpy as np
+
+from stream.frames import SourceEvent
+from stream.redact import redact_text
+from stream.worker import FrameResult, SkippedFrame
+
+
+def wall_time(monotonic_t: float, _offset: list[float] = []) -> float:  # noqa: B006 - process-wide offset
+    """A ``time.monotonic()`` stamp as Unix time (offset fixed once per process)."""
+    if not _offset:
+        _offset.append(time.time() - time.monotonic())
+    return monotonic_t + _offset[0]
+
+
+def safe_name(source_id: str) -> str:
+    """A redacted source id reduced to file-name-safe characters."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", redact_text(source_id)).strip("_")[:80] or "source"
+
+
+class Sink:
+    """Base sink: every method is a no-op; ``close`` must be idempotent and never raise twice."""
+
+    def __enter__(self) -> "Sink":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def write(self, result: FrameResult, annotated: np.ndarray) -> None:
+        """One processed frame and its annotated image (H, W, 3) uint8 BGR."""
+
+    def event(self, ev: SourceEvent) -> None:
+        """A source state change."""
+
+    def skip(self, item: SkippedFrame) -> None:
+        """A frame the worker could not use."""
+
+    def close(self) -> None:
+        """Flush and close (idempotent)."""

@@ -1,0 +1,63 @@
+"""JPEG snapshots of annotated frames with an alerting class (``without_mask`` by default).
+
+Rate-limited per source (at most one per ``interval_s`` of capture time). Files are
+``<dir>/<source>_<frame_index>_<label>.jpg`` with the source id redacted and made file-safe.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+import cv2
+import numpy as np
+
+from stream.errors import UserError
+from stream.sinks.base import Sink, safe_name
+from stream.worker import FrameResult
+
+
+class SnapshotSink(Sink):
+    """Annotated JPEGs of frames showing one of ``labels``.
+
+    Args:
+        directory: created if missing.
+        labels: class names that trigger a snapshot (a detection's label, or the frame label).
+        interval_s: minimum capture-time gap between two snapshots of one source.
+        quality: JPEG quality.
+    """
+
+    def __init__(
+        self,
+        directory: str | Path,
+        labels: Iterable[str] = ("without_mask",),
+        interval_s: float = 2.0,
+        quality: int = 90,
+    ) -> None:
+        self.dir = Path(directory)
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"snapshots {self.dir}: cannot create the directory ({exc.strerror or exc})") from None
+        self.labels = frozenset(labels)
+        self.interval_s = float(interval_s)
+        self.quality = int(quality)
+        self._last: dict[str, float] = {}
+        self.written: list[Path] = []
+
+    def write(self, result: FrameResult, annotated: np.ndarray) -> None:
+        hits = [d.label for d in result.detections if d.label in self.labels]
+        if not hits and result.label in self.labels:
+            hits = [result.label]
+        if not hits:
+            return
+        sid = result.frame.source_id
+        t = result.frame.capture_time
+        last = self._last.get(sid)
+        if last is not None and t - last < self.interval_s:
+            return
+        self._last[sid] = t
+        path = self.dir / f"{safe_name(sid)}_{result.frame.index:07d}_{hits[0]}.jpg"
+        if not cv2.imwrite(str(path), annotated, [cv2.IMWRITE_JPEG_QUALITY, self.quality]):
+            raise OSError(f"snapshots: cannot write {path}")
+        self.written.append(path)
