@@ -8,7 +8,7 @@ import warnings
 
 import pytest
 import torch
-from backend_helpers import calibrated_model, device_under_test, images, strict_fp32
+from tests.backend_helpers import calibrated_model, device_under_test, images, strict_fp32
 
 from core.backends import Backend, create_backend
 from core.cams import METHODS

@@ -8,7 +8,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from backend_helpers import calibrated_model, images
+from tests.backend_helpers import calibrated_model, images
 
 from core.cams import CamInputs
 from core.cams.gradcam import gradcam

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _stream_fakes import make_frame  # noqa: E402
+from tests._stream_fakes import make_frame  # noqa: E402
 
 from stream.config import OverlayConfig  # noqa: E402
 from stream.frames import SourceEvent, SourceState  # noqa: E402

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _stream_fakes import (  # noqa: E402
+from tests._stream_fakes import (  # noqa: E402
     FakeDetector,
     FakeSource,
     count_frames,

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _stream_fakes import count_frames, make_frame  # noqa: E402
+from tests._stream_fakes import count_frames, make_frame  # noqa: E402
 
 from stream.errors import UserError  # noqa: E402
 from stream.frames import Frame, SourceEvent, SourceState  # noqa: E402

@@ -3,18 +3,21 @@ and the BatchWorker thread's batching, ordering and error hand-off."""
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 import sys
 import threading
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _stream_fakes import CLASSES, FakeDetector, FakeSource, make_frame, save_seeded_checkpoint, torch_backend  # noqa: E402
+from tests.conftest import ROOT
+from tests._stream_fakes import CLASSES, FakeDetector, FakeSource, make_frame, save_seeded_checkpoint, torch_backend  # noqa: E402
 
 from core.explain import explain  # noqa: E402
 from core.preprocess import images_to_input  # noqa: E402
@@ -236,7 +239,11 @@ def test_batchworker_never_blocks_after_stop():
 
 
 def test_fast_resize_close_to_reference_path(backend):
-    frames = [make_frame("a", i, h=360, w=640) for i in range(2)]
+    # A natural image (the bundled public-domain sample), not noise: noise is where shrinking
+    # uint8 first differs most, and a camera never sends it.
+    photo = cv2.resize(cv2.imread(str(ROOT / "core/assets/samples/astronaut.png")), (640, 360))
+    frames = [dataclasses.replace(make_frame("a", i, h=360, w=640), image=np.roll(photo, 40 * i, axis=1))
+              for i in range(2)]
     fast = Processor(backend, WorkerConfig(fast_resize=True)).process(frames)
     ref = Processor(backend, WorkerConfig(fast_resize=False)).process(frames)
     for f, r in zip(fast, ref):

@@ -38,7 +38,8 @@ def dump(rows: list[dict], out: Path) -> str:
     """Write map_bench.json / map_bench.md under ``out``; returns the Markdown."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "map_bench.json").write_text(json.dumps({"torch": torch.__version__, "rows": rows}, indent=2))
-    keys = ["device", "batch", "gram", "eigh_ms", "haycam+_raw_ms", "haycam+_e2e_noboxes_ms", "haycam+_e2e_ms", "error"]
+    keys = ["device", "batch", "gram", "eigh_ms", "eigh_cpu_roundtrip_ms", "haycam+_raw_eigh_same_device_ms",
+            "haycam+_raw_eigh_cpu_ms", "haycam+_raw_ms", "haycam+_e2e_noboxes_ms", "haycam+_e2e_ms", "error"]
     md = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     md += ["| " + " | ".join(str(r.get(k, "")) for k in keys) + " |" for r in rows]
     text = "\n".join(md) + "\n"
@@ -77,8 +78,23 @@ def main(argv: list[str] | None = None) -> int:
             x = acts.flatten(2).transpose(1, 2)
             gram = x @ x.transpose(1, 2)
             logits = torch.randn(bs, 2, device=dev)
+            from core.cams import pca as pca_mod
+
+            def with_cpu_eigh(fn, on: bool):
+                def run():
+                    old = pca_mod.EIGH_ON_CPU_FOR_CUDA
+                    pca_mod.EIGH_ON_CPU_FOR_CUDA = on
+                    try:
+                        return fn()
+                    finally:
+                        pca_mod.EIGH_ON_CPU_FOR_CUDA = old
+                return run
+
             cells = {
                 "eigh_ms": lambda g=gram: torch.linalg.eigh(g),
+                "eigh_cpu_roundtrip_ms": lambda g=gram: [t.to(g.device) for t in torch.linalg.eigh(g.cpu())],
+                "haycam+_raw_eigh_same_device_ms": with_cpu_eigh(lambda a=acts: haycam_plus(CamInputs(a)), False),
+                "haycam+_raw_eigh_cpu_ms": with_cpu_eigh(lambda a=acts: haycam_plus(CamInputs(a)), True),
                 "haycam+_raw_ms": lambda a=acts: haycam_plus(CamInputs(a)),
                 "haycam+_e2e_ms": lambda a=acts, lg=logits: explain_features(lg, a, "haycam+", (224, 224)),
                 "haycam+_e2e_noboxes_ms": lambda a=acts, lg=logits: explain_features(

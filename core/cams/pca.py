@@ -66,6 +66,21 @@ def fix_signs(proj: Tensor, x: Tensor) -> Tensor:
     return proj * sign
 
 
+# cuSOLVER's batched Jacobi eigensolver only takes matrices up to 32×32; for the 49×49
+# Gram matrices of 224-px inputs torch falls back to one solver call per image on CUDA.
+# When True, CUDA batches send their (tiny) Gram matrices to the CPU for ``eigh`` and
+# bring the eigenvectors back: 128 × 49 × 49 floats are 1.2 MB each way.
+EIGH_ON_CPU_FOR_CUDA = True
+
+
+def _eigh(mat: Tensor) -> tuple[Tensor, Tensor]:
+    """``torch.linalg.eigh`` of a (B, n, n) stack, on the CPU for large CUDA batches (see above)."""
+    if mat.is_cuda and EIGH_ON_CPU_FOR_CUDA and mat.shape[-1] > 32 and mat.shape[0] > 1:
+        evals, evecs = torch.linalg.eigh(mat.cpu())
+        return evals.to(mat.device, non_blocking=True), evecs.to(mat.device, non_blocking=True)
+    return torch.linalg.eigh(mat)
+
+
 def batched_pca(acts: Tensor) -> PCAResult:
     """PCA of each image's (positions × channels) activation matrix, batched.
 
@@ -80,13 +95,13 @@ def batched_pca(acts: Tensor) -> PCAResult:
     b, n, c = x.shape
     if n <= c:
         gram = x @ x.transpose(1, 2)  # (B, N, N) = U S² Uᵀ
-        evals, evecs = torch.linalg.eigh(gram)  # ascending
+        evals, evecs = _eigh(gram)  # ascending
         evals, evecs = evals.flip(-1), evecs.flip(-1)
         var = evals.clamp_min(0)
         proj = evecs * var.sqrt().unsqueeze(1)  # s_k u_k
     else:
         cov = x.transpose(1, 2) @ x  # (B, C, C) = V S² Vᵀ
-        evals, evecs = torch.linalg.eigh(cov)
+        evals, evecs = _eigh(cov)
         evals, evecs = evals.flip(-1), evecs.flip(-1)
         var = evals.clamp_min(0)
         proj = x @ evecs  # X v_k
