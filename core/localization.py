@@ -18,16 +18,22 @@ Conventions (fixed here, used by ``tools/eval.py`` and its report):
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from core.boxes import Threshold, boxes_from_maps
-from core.metrics import IOU_THRESHOLDS, best_iou_curve, box_dice_pairs, box_iou_pairs, cam_threshold_grid, \
-    max_box_acc_from_curve
+from core.metrics import (
+    IOU_THRESHOLDS,
+    best_iou_curve,
+    box_dice_pairs,
+    box_iou_pairs,
+    cam_threshold_grid,
+    max_box_acc_from_curve,
+)
 from core.postprocess import upsample_maps
 
 BOX_SELECT = ("score", "area")

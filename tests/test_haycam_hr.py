@@ -3,11 +3,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from conftest import seeded_model
+
 from core.cams import METHODS
 from core.cams.haycam_hr import HiResConfig, HiResHayCAM, dilated_copy
-
 
 _MODELS: dict = {}
 
@@ -69,8 +68,9 @@ def test_maps_shape_range_and_logits(backbone, cfg):
 
 def test_fuse_product_is_geometric_mean_of_normalised_maps():
     model = get_model("mobilenet_v2")
-    from core.cams.haycam_hr import _haycam_plus_raw, _mid_and_last
     import torch.nn.functional as F
+
+    from core.cams.haycam_hr import _haycam_plus_raw, _mid_and_last
 
     x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(2))
     r = HiResHayCAM(model, HiResConfig("fuse", "product"))(x)

@@ -9,8 +9,15 @@ import torch
 
 from core.boxes import Threshold
 from core.localization import (
-    bootstrap_ci, calibrate_threshold, maxboxacc_bootstrap_ci, paired_bootstrap, predicted_boxes, score_method,
-    threshold_candidates, threshold_from_dict, threshold_to_dict,
+    bootstrap_ci,
+    calibrate_threshold,
+    maxboxacc_bootstrap_ci,
+    paired_bootstrap,
+    predicted_boxes,
+    score_method,
+    threshold_candidates,
+    threshold_from_dict,
+    threshold_to_dict,
 )
 from core.metrics import cam_threshold_grid, max_box_acc_from_curve
 

@@ -8,8 +8,16 @@ import pytest
 import torch
 
 from core.metrics import (
-    best_iou_curve, box_dice, box_dice_pairs, box_iou, box_iou_matrix, box_iou_pairs, cam_threshold_grid,
-    component_boxes, max_box_acc_from_curve, max_box_acc_v2,
+    best_iou_curve,
+    box_dice,
+    box_dice_pairs,
+    box_iou,
+    box_iou_matrix,
+    box_iou_pairs,
+    cam_threshold_grid,
+    component_boxes,
+    max_box_acc_from_curve,
+    max_box_acc_v2,
 )
 
 # (a, b, IoU, Dice), all computed by hand with area = (x2 - x1) * (y2 - y1).

@@ -70,7 +70,7 @@ class HiResConfig:
                 "variance_fraction": float(self.variance_fraction)}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "HiResConfig":
+    def from_dict(cls, d: dict) -> HiResConfig:
         """Inverse of :meth:`to_dict`; unknown keys are an error naming the key."""
         unknown = set(d) - {"variant", "fuse", "scale", "variance_fraction"}
         if unknown:

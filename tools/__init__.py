@@ -1,0 +1,1 @@
+"""Scripts: training (``tools/train.py``) and benchmarks. A package so they can share code."""
