@@ -85,6 +85,38 @@ def _iter_chunks(maps: Tensor, size: tuple[int, int], chunk: int) -> Iterable[tu
         yield s, upsample_maps(maps[s:s + chunk].float(), size)
 
 
+def _pick(boxes: list, select: str) -> list[float] | None:
+    if not boxes:
+        return None
+    return (max(boxes, key=lambda x: x.area) if select == "area" else boxes[0]).xyxy
+
+
+def _check_select(select: str) -> None:
+    if select not in BOX_SELECT:
+        raise ValueError(f"select must be one of {list(BOX_SELECT)}, but got {select!r}")
+
+
+def predicted_boxes_multi(
+    maps: Tensor, specs: Sequence[Threshold], size: tuple[int, int] | None = None, select: str = "score",
+    chunk: int = 64,
+) -> np.ndarray:
+    """Predicted boxes of every map under each of several thresholds (maps upsampled once).
+
+    Returns:
+        (len(specs), N, 4) float64; NaN rows where no box was found.
+    """
+    _check_select(select)
+    size = tuple(maps.shape[-2:]) if size is None else tuple(size)
+    out = np.full((len(specs), maps.shape[0], 4), np.nan)
+    for s, up in _iter_chunks(maps, size, chunk):
+        for k, spec in enumerate(specs):
+            for j, bl in enumerate(boxes_from_maps(up, spec)):
+                b = _pick(bl, select)
+                if b is not None:
+                    out[k, s + j] = b
+    return out
+
+
 def predicted_boxes(
     maps: Tensor, spec: Threshold, size: tuple[int, int] | None = None, select: str = "score", chunk: int = 64
 ) -> np.ndarray:
@@ -100,16 +132,7 @@ def predicted_boxes(
     Returns:
         (N, 4) float64 boxes [x1, y1, x2, y2]; a row of NaN where no box was found.
     """
-    if select not in BOX_SELECT:
-        raise ValueError(f"select must be one of {list(BOX_SELECT)}, but got {select!r}")
-    size = tuple(maps.shape[-2:]) if size is None else tuple(size)
-    out = np.full((maps.shape[0], 4), np.nan)
-    for s, up in _iter_chunks(maps, size, chunk):
-        for j, bl in enumerate(boxes_from_maps(up, spec)):
-            if bl:
-                b = max(bl, key=lambda x: x.area) if select == "area" else bl[0]
-                out[s + j] = b.xyxy
-    return out
+    return predicted_boxes_multi(maps, [spec], size, select, chunk)[0]
 
 
 def box_scores(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -153,7 +176,8 @@ def calibrate_threshold(
     if maps.shape[0] == 0:
         raise ValueError("calibrate_threshold needs at least one map")
     cands = list(candidates) if candidates is not None else threshold_candidates()
-    table = [(threshold_to_dict(c), mean_iou(maps, gt, c, size, select)) for c in cands]
+    preds = predicted_boxes_multi(maps, cands, size, select)
+    table = [(threshold_to_dict(c), float(box_scores(p, gt)[0].mean())) for c, p in zip(cands, preds)]
     best = int(np.argmax([s for _, s in table]))
     return Calibration(cands[best], table[best][1], table)
 
@@ -307,10 +331,15 @@ def score_method(
         raise ValueError(f"gt must have one box per map ({maps.shape[0]}), but got {gt.shape[0]}")
     size = tuple(maps.shape[-2:]) if size is None else tuple(size)
     thr = cam_threshold_grid() if cam_thresholds is None else np.asarray(cam_thresholds, np.float64)
-    pred = predicted_boxes(maps, spec, size, select, chunk)
-    iou, dice = box_scores(pred, gt)
+    _check_select(select)
+    pred = np.full((maps.shape[0], 4), np.nan)
     curve = np.zeros((maps.shape[0], thr.size))
-    if thr.size:
-        for s, up in _iter_chunks(maps, size, chunk):
-            curve[s:s + up.shape[0]] = best_iou_curve(up, [g for g in gt[s:s + up.shape[0]]], thr)
+    for s, up in _iter_chunks(maps, size, chunk):  # upsample each chunk once for both
+        for j, bl in enumerate(boxes_from_maps(up, spec)):
+            b = _pick(bl, select)
+            if b is not None:
+                pred[s + j] = b
+        if thr.size:
+            curve[s:s + up.shape[0]] = best_iou_curve(up, list(gt[s:s + up.shape[0]]), thr)
+    iou, dice = box_scores(pred, gt)
     return MethodScores(iou, dice, pred, curve, thr)

@@ -70,16 +70,24 @@ def test_fuse_product_is_geometric_mean_of_normalised_maps():
     model = get_model("mobilenet_v2")
     import torch.nn.functional as F
 
-    from core.cams.haycam_hr import _haycam_plus_raw, _mid_and_last
+    from core.cams.haycam_hr import _haycam_plus_raw, forward_mid_last
 
     x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(2))
     r = HiResHayCAM(model, HiResConfig("fuse", "product"))(x)
     with torch.no_grad():
-        _, mid, last = _mid_and_last(model, x)
+        _, mid, last = forward_mid_last(model, x)
     m_last, _ = _haycam_plus_raw(last, 0.9)
     m_mid, _ = _haycam_plus_raw(mid, 0.9)
     up = F.interpolate(m_last[:, None], size=m_mid.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
     torch.testing.assert_close(r.raw, (up * m_mid).sqrt())
+    # reusing a forward gives the same maps, and forward_mid_last's logits/last are the model's
+    logits, _, last = forward_mid_last(model, x)
+    ref_logits, ref_last = model(x)
+    torch.testing.assert_close(logits, ref_logits)
+    torch.testing.assert_close(last, ref_last)
+    r2 = HiResHayCAM(model, HiResConfig("fuse", "product"))(x, mid=mid, last=last)
+    torch.testing.assert_close(r2.maps, r.maps)
+    torch.testing.assert_close(r2.logits, ref_logits)
 
 
 def test_config_validation_and_roundtrip():

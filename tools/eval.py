@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from core.boxes import Threshold
 from core.cams import METHODS
-from core.cams.haycam_hr import HiResConfig, HiResHayCAM
+from core.cams.haycam_hr import HiResConfig, HiResHayCAM, forward_mid_last
 from core.checkpoint import DEFAULT_CHECKPOINT, Checkpoint, CheckpointError, load_checkpoint
 from core.explain import explain_features
 from core.localization import (
@@ -204,9 +204,13 @@ def compute_maps(
     cls = {c: i for i, c in enumerate(meta.class_names)}
     logits_all, out = [], {k: [] for k in [*engine, *hr_runners]}
     batches = range(0, len(crops), batch_size)
+    need_mid = any(cfg.variant == "fuse" for cfg in (hr or {}).values())
     for s in tqdm(batches, desc=desc, unit="batch", disable=not progress, leave=False):
         x = images_to_input(crops.images[s:s + batch_size], meta)
-        logits, acts = model(x)
+        if need_mid:  # one forward serves the engine methods and every "fuse" variant
+            logits, mid, acts = forward_mid_last(model, x)
+        else:
+            (logits, acts), mid = model(x), None
         tgt = None
         if target == "gt":
             tgt = torch.tensor([cls.get(lb, 0) for lb in crops.labels[s:s + batch_size]])
@@ -215,7 +219,7 @@ def compute_maps(
             e = explain_features(logits, acts, m, tuple(acts.shape[-2:]), tgt, head_weight=head_w, with_boxes=False)
             out[m].append(e.maps)
         for k, runner in hr_runners.items():
-            out[k].append(runner(x).maps)
+            out[k].append(runner(x, logits=logits, mid=mid, last=acts).maps)
     k = len(meta.class_names)
     logits = torch.cat(logits_all) if logits_all else torch.empty(0, k)
     return MapSet(logits, {m: torch.cat(v) for m, v in out.items() if v})

@@ -130,8 +130,12 @@ def dilated_copy(model: CamModel) -> CamModel:
     return m
 
 
-def _mid_and_last(model: CamModel, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """(logits, mid activations at 2× the last grid, last activations) in one forward."""
+def forward_mid_last(model: CamModel, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """One forward giving (logits (B, K), mid acts (B, C', 2h, 2w), last acts (B, C, h, w)).
+
+    ``last`` and ``logits`` equal ``model(x)``; ``mid`` is the 14×14 (at 224 px) stage
+    used by the ``fuse`` variant.
+    """
     net = model.net
     if model.kind == "mobilenet_v2":
         feats = net.features
@@ -169,11 +173,15 @@ class HiResHayCAM:
         self._dilated = dilated_copy(model) if self.config.variant == "dilate" else None
 
     @torch.no_grad()
-    def __call__(self, images: Tensor) -> HiResResult:
+    def __call__(
+        self, images: Tensor, *, logits: Tensor | None = None, mid: Tensor | None = None, last: Tensor | None = None
+    ) -> HiResResult:
         """Maps for a batch.
 
         Args:
             images: (B, 3, H, W) normalised model input.
+            logits: (B, K) of ``model(images)`` if already computed (saves a forward).
+            mid, last: from :func:`forward_mid_last` if already computed (``fuse`` reuses them).
 
         Returns:
             HiResResult with maps of shape (B, 2h, 2w) for ``dilate``/``fuse`` (h×w the
@@ -182,7 +190,10 @@ class HiResHayCAM:
         cfg = self.config
         frac = cfg.variance_fraction
         if cfg.variant == "fuse":
-            logits, mid, last = _mid_and_last(self.model, images)
+            if mid is None or last is None:
+                logits, mid, last = forward_mid_last(self.model, images)
+            elif logits is None:
+                logits = self.model.forward_head(last)
             m_last, bad_last = _haycam_plus_raw(last, frac)
             m_mid, bad_mid = _haycam_plus_raw(mid, frac)
             up = F.interpolate(m_last.unsqueeze(1), size=m_mid.shape[-2:], mode="bilinear",
@@ -195,7 +206,8 @@ class HiResHayCAM:
                 raw = torch.maximum(up, m_mid)
             maps, deg = normalize_maps(raw, bad_last | bad_mid)
             return HiResResult(logits, raw, maps, deg)
-        logits, _ = self.model(images)
+        if logits is None:
+            logits = self.model(images)[0]
         if cfg.variant == "dilate":
             acts = self._dilated.forward_features(images)
         else:
