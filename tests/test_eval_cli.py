@@ -180,6 +180,8 @@ def test_calibrate_writes_checkpoint_copy(voc, ckpt, tmp_path):
         torch.testing.assert_close(cal.model.state_dict()[k], v)  # same model, only thresholds change
     check_schema(rep, ALL, rep["setup"]["n_crops"])
     assert rep["comparison"]["chosen_on"] == "val"
+    prior = rep["reference"]["fixed_box_prior"]
+    assert 0 <= prior["iou"] <= 1 and len(prior["box"]) == 4
 
 
 @pytest.mark.parametrize("case", ["no-dir", "no-annotations", "bad-ckpt", "missing-ckpt", "bad-method", "calib-all"])

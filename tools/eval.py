@@ -367,9 +367,9 @@ def run_eval(opts: EvalOptions) -> dict:
     log.info("%d %s images -> %d context crops (seed %d)", len(eval_images), opts.split, len(crops), opts.seed)
 
     calibrated_path = None
+    val = make_crops(opts.data, val_images, opts.seed, size, opts.limit) if val_images is not None else None
     if opts.calibrate:
-        val = make_crops(opts.data, val_images or [], opts.seed, size, opts.limit)
-        if len(val) == 0:
+        if val is None or len(val) == 0:
             raise UserError(f"--data {opts.data}: the val side of the split has no usable face to calibrate on")
         entries = calibrate(ckpt, val, methods, opts)
         calibrated_path = write_calibrated_checkpoint(ckpt_path, _default_out_checkpoint(opts, ckpt_path), entries)
@@ -419,6 +419,7 @@ def run_eval(opts: EvalOptions) -> dict:
         "localization": loc,
         "per_class": per_class,
         "comparison": comparison,
+        "reference": {"fixed_box_prior": fixed_box_prior(val, crops, opts.n_boot, opts.seed)} if val else {},
         "setup": {
             "data": str(opts.data), "split": opts.split, "n_images": len(eval_images), "n_crops": len(crops),
             "seed": opts.seed, "checkpoint": str(ckpt.path), "backbone": ckpt.meta.backbone,
@@ -441,6 +442,20 @@ def run_eval(opts: EvalOptions) -> dict:
     write_markdown(opts.out / "report.md", report)
     log.info("wrote %s, report.md, figure.png (%.1f s)", opts.out / "report.json", time.time() - t0)
     return report
+
+
+def fixed_box_prior(val: Crops, test: Crops, n_boot: int, seed: int) -> dict:
+    """A data-only reference: the same box for every crop (the median val GT box), scored on ``test``.
+
+    Maps that do not beat it have not localised anything beyond the crops' layout prior.
+    """
+    from core.localization import bootstrap_ci, box_scores
+
+    box = np.median(val.boxes, axis=0)
+    iou, dice = box_scores(np.repeat(box[None], len(test), 0), test.boxes)
+    return {"box": [float(v) for v in box], "iou": float(iou.mean()), "dice": float(dice.mean()),
+            "corloc": float((iou >= 0.5).mean()), "iou_ci95": list(bootstrap_ci(iou, n_boot, seed)),
+            "fitted_on": f"median GT box of {len(val)} val crops"}
 
 
 def pick_examples(labels: Sequence[str], rows: int, seed: int) -> np.ndarray:
