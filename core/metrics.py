@@ -117,21 +117,25 @@ def box_iou_matrix(a: Tensor, b: Tensor) -> Tensor:
 def component_boxes(mask: np.ndarray) -> np.ndarray:
     """Bounding boxes of all 8-connected components of a mask.
 
+    Uses border following (``cv2.findContours``, Suzuki–Abe: foreground is 8-connected)
+    with a two-level hierarchy: every component has exactly one outer border, and outer
+    borders are the top level (an island inside another component's hole is top level too),
+    so their bounding rectangles are the components' boxes. Same result as
+    ``cv2.connectedComponentsWithStats(..., connectivity=8)`` (tested), ~10x faster, since
+    it follows borders instead of labelling every pixel.
+
     Args:
         mask: (H, W) bool/uint8.
 
     Returns:
         (K, 4) float64 boxes [x1, y1, x2, y2] in pixel edges (K may be 0).
     """
-    rows = np.flatnonzero(mask.any(axis=1))
-    if rows.size == 0:
+    contours, hier = cv2.findContours(np.ascontiguousarray(mask, dtype=np.uint8), cv2.RETR_CCOMP,
+                                      cv2.CHAIN_APPROX_SIMPLE)
+    if not contours:
         return np.zeros((0, 4), dtype=np.float64)
-    cols = np.flatnonzero(mask.any(axis=0))
-    r0, c0 = int(rows[0]), int(cols[0])
-    sub = np.ascontiguousarray(mask[r0:rows[-1] + 1, c0:cols[-1] + 1], dtype=np.uint8)  # labelling cost ~ area
-    _, _, stats, _ = cv2.connectedComponentsWithStats(sub, connectivity=8)
-    s = stats[1:, :4].astype(np.float64)
-    return np.stack([s[:, 0] + c0, s[:, 1] + r0, s[:, 0] + s[:, 2] + c0, s[:, 1] + s[:, 3] + r0], axis=1)
+    rects = np.array([cv2.boundingRect(c) for c, h in zip(contours, hier[0]) if h[3] == -1], dtype=np.float64)
+    return np.stack([rects[:, 0], rects[:, 1], rects[:, 0] + rects[:, 2], rects[:, 1] + rects[:, 3]], axis=1)
 
 
 def best_iou_curve(maps: np.ndarray | Tensor, gt_boxes: Sequence[np.ndarray], thresholds: np.ndarray) -> np.ndarray:

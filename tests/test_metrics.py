@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -94,6 +95,25 @@ def test_component_boxes_pixel_edges():
     boxes = sorted(component_boxes(m).tolist())
     assert boxes == [[3, 2, 7, 4], [11, 8, 12, 9]]
     assert component_boxes(np.zeros((4, 4), bool)).shape == (0, 4)
+
+
+def _cc_reference(mask: np.ndarray) -> list:
+    n, _, st, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    return sorted((float(x), float(y), float(x + w), float(y + h)) for x, y, w, h, _ in st[1:n])
+
+
+def test_component_boxes_match_connected_components_labelling():
+    rng = np.random.default_rng(0)
+    masks = [rng.random((int(rng.integers(1, 40)), int(rng.integers(1, 40)))) < rng.uniform(0.05, 0.7)
+             for _ in range(300)]
+    ring = np.zeros((30, 30), bool)
+    ring[5:25, 5:25] = True
+    ring[8:22, 8:22] = False
+    ring[12:15, 12:15] = True  # island inside the ring's hole: a component of its own
+    masks += [ring, np.ones((5, 5), bool), np.eye(6, dtype=bool)]  # border-touching, diagonal (8-conn)
+    for m in masks:
+        assert sorted(map(tuple, component_boxes(m).tolist())) == _cc_reference(m)
+    assert sorted(map(tuple, component_boxes(ring).tolist())) == [(5, 5, 25, 25), (12, 12, 15, 15)]
 
 
 def nested_map() -> np.ndarray:
