@@ -46,6 +46,7 @@ def test_box_geometry_matches_painted_face(voc):
         # the painted face spans pixels [x1, x2) x [y1, y2): its extent matches the mapped box,
         # up to the blur of bilinear upscaling (about half a source pixel on each edge)
         bx1, _, bx2, _ = SPECS[0]["boxes"][face_index[k]][1]
+        assert c.source_box == tuple(float(v) for v in SPECS[0]["boxes"][face_index[k]][1])
         tol = 1.0 + 0.5 * (x2 - x1) / (bx2 - bx1)
         assert abs(xs.min() - x1) <= tol and abs(xs.max() + 1 - x2) <= tol
         assert abs(ys.min() - y1) <= tol and abs(ys.max() + 1 - y2) <= tol

@@ -91,6 +91,9 @@ def test_full_training_lowers_loss_resumes_and_round_trips(roots, tmp_path):
         m = ck.metrics["test"][d]
         assert m["n"] > 0 and 0.0 <= m["accuracy"] <= 1.0 and "balanced_accuracy" in m
     assert ck.metrics["val"]["crops"]["n"] > 0 and 0.0 <= ck.metrics["val"]["score"] <= 1.0
+    diag = ck.metrics["test_diagnostics"]
+    assert diag["crops_by_source"]["numeric_tight"]["n"] == ck.metrics["test"]["crops"]["n"]
+    assert set(diag["zoomed_out"]) == {"numeric_tight_x0.6", "numeric_tight_x0.4"}
     # the raw state dict is plain torchvision's: strict load with num_classes=2
     blob = torch.load(tmp_path / "run" / "best.pt", map_location="cpu", weights_only=True)
     net = tvm.mobilenet_v2(num_classes=2)
@@ -168,3 +171,14 @@ def test_cli_train_bad_root_is_a_user_error(tmp_path, capsys):
 
     assert main(["train", "--voc-root", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
     assert "--voc-root" in capsys.readouterr().err
+
+
+def test_zoom_out_hand_computed():
+    from tools.train_diagnostics import zoom_out
+
+    img = np.zeros((10, 10, 3), np.uint8)
+    img[:, :5] = 200  # left half bright
+    z = zoom_out(img, 0.4)  # content 4x4 at offset 3, edges replicated outwards
+    assert z.shape == (10, 10, 3)
+    assert (z[:, :3] == 200).all() and (z[:, 7:] == 0).all()  # replicated left/right edges
+    assert (z[3:7, 3:5] == 200).all() and (z[3:7, 5:7] == 0).all()

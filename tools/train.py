@@ -400,6 +400,9 @@ def _run(args: argparse.Namespace) -> int:
         test = _cached_set(spec, "test", fp, args)
         metrics["test"] = evaluate(ck.model, test, device, bs * 2)
         metrics["test_checkpoint"] = str(final_path)
+        from tools.train_diagnostics import diagnostics
+
+        metrics["test_diagnostics"] = diagnostics(ck.model, spec, test, device)
         extra["total_seconds"] = round(time.time() - t0, 1)
         for path, half in ((best_path, False), (args.export, True)):
             if path is not None:

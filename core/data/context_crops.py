@@ -35,6 +35,7 @@ class ContextCrop:
         label: the face's label.
         source_file: ``VocImage.file`` it was cut from.
         face_fraction: face box area / window area, in the requested range.
+        source_box: the face box in the source image's pixels (None when unknown).
     """
 
     image: np.ndarray
@@ -42,6 +43,7 @@ class ContextCrop:
     label: str
     source_file: str
     face_fraction: float
+    source_box: tuple[float, float, float, float] | None = None
 
     def __post_init__(self) -> None:
         im = self.image
@@ -117,6 +119,7 @@ def make_context_crops(
                 label=face.label,
                 source_file=vimg.file,
                 face_fraction=area / side**2,
+                source_box=tuple(face.xyxy),
             ))
             break
     return out
