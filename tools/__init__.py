@@ -1,1 +1,1 @@
-"""Scripts: benchmarks and machine checks (``python -m tools.<name>``)."""
+"""Scripts: training, evaluation, benchmarks and machine checks (``python -m tools.<name>``)."""

@@ -1,0 +1,220 @@
+"""HayCAM+ at a higher resolution than the last layer's 7×7 grid (beyond the paper).
+
+At 224 px the last conv layer of ResNet18 / MobileNetV2 is 7×7, so a HayCAM+ map is a
+blob of 32-px cells, too coarse for a face that covers 8–35 % of the frame. Three ways to
+get a finer map with the *same* weights (pick one on the validation split):
+
+* ``dilate``: run the last stage with stride 1 and dilation 2 (the DeepLab trick), so the
+  last layer is 14×14 at 224 px; the receptive field per unit is kept. One forward of a
+  modified copy of the network (the copy shares no state with the original).
+* ``fuse``: HayCAM+ at the last layer (7×7) and at the 14×14 stage (MobileNetV2: the
+  ReLU6 expansion of ``features[14]``, 576 channels, the input of the stride-2 depthwise
+  conv; ResNet18: ``layer3``, 256 channels), each min-max normalised, fused per pixel at
+  14×14 (``product``: geometric mean, the coarse semantic map gates the fine one;
+  ``mean``; or ``max``, LayerCAM-style).
+* ``scale``: the input upsampled by ``scale`` (e.g. 2 → 448 px, 14×14 last layer).
+
+Each variant computes HayCAM+ (``core.cams.haycam.haycam_plus``: PCA components
+explaining ``variance_fraction`` of the variance, summed, deterministic signs) on the
+layer(s) it uses. Logits always come from the unmodified 224-px forward, so the class is
+the model's own decision. Not registered in ``core.cams.METHODS`` (which holds the
+paper's six); evaluation exposes it as ``haycam+hr``.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from core.cams.base import CamInputs
+from core.cams.haycam import DEFAULT_FRACTION, haycam_plus
+from core.model import CamModel
+from core.postprocess import normalize_maps, sanitize
+
+VARIANTS = ("dilate", "fuse", "scale")
+FUSE_MODES = ("product", "mean", "max")
+
+
+@dataclass(frozen=True)
+class HiResConfig:
+    """Which high-resolution HayCAM+ to compute.
+
+    Attributes:
+        variant: ``dilate``, ``fuse`` or ``scale`` (see the module docstring).
+        fuse: for ``fuse``: ``product``, ``mean`` or ``max``.
+        scale: for ``scale``: input upsampling factor (> 1).
+        variance_fraction: HayCAM+'s explained-variance fraction.
+    """
+
+    variant: str = "dilate"
+    fuse: str = "product"
+    scale: float = 2.0
+    variance_fraction: float = DEFAULT_FRACTION
+
+    def __post_init__(self) -> None:
+        if self.variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {list(VARIANTS)}, but got {self.variant!r}")
+        if self.fuse not in FUSE_MODES:
+            raise ValueError(f"fuse must be one of {list(FUSE_MODES)}, but got {self.fuse!r}")
+        if not self.scale > 1.0:
+            raise ValueError(f"scale must be > 1, but got {self.scale}")
+        if not 0.0 < self.variance_fraction <= 1.0:
+            raise ValueError(f"variance_fraction must be in (0, 1], but got {self.variance_fraction}")
+
+    def to_dict(self) -> dict:
+        """Plain dict (for checkpoints and reports)."""
+        return {"variant": self.variant, "fuse": self.fuse, "scale": float(self.scale),
+                "variance_fraction": float(self.variance_fraction)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> HiResConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are an error naming the key."""
+        unknown = set(d) - {"variant", "fuse", "scale", "variance_fraction"}
+        if unknown:
+            raise ValueError(f"unknown haycam+hr option(s): {sorted(unknown)}")
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class HiResResult:
+    """Output for a batch of B images.
+
+    Attributes:
+        logits: (B, K) from the plain forward.
+        raw: (B, h', w') the high-resolution map before normalisation.
+        maps: (B, h', w') min-max normalised to [0, 1] (zero where degenerate).
+        degenerate: (B,) bool.
+    """
+
+    logits: Tensor
+    raw: Tensor
+    maps: Tensor
+    degenerate: Tensor
+
+
+def dilated_copy(model: CamModel) -> CamModel:
+    """A copy of ``model`` whose last stage runs at stride 1 with dilation 2.
+
+    MobileNetV2: ``features[14]``'s depthwise conv gets stride 1; the 3×3 depthwise convs
+    of ``features[15:18]`` get dilation 2 (padding 2). ResNet: ``layer4[0]``'s stride-2
+    conv and its downsample get stride 1; later 3×3 convs of ``layer4`` get dilation 2.
+    The output grid is twice as fine (14×14 at 224 px).
+    """
+    m = copy.deepcopy(model).eval()
+    net = m.net
+    if m.kind == "mobilenet_v2":
+        blocks = list(net.features)
+        first = next(i for i, b in enumerate(blocks) if hasattr(b, "stride") and b.stride == 2 and i >= 14)
+        for i, blk in enumerate(blocks[first:], start=first):
+            for conv in blk.modules():
+                if isinstance(conv, nn.Conv2d) and conv.kernel_size == (3, 3):
+                    if i == first:
+                        conv.stride = (1, 1)
+                    else:
+                        conv.dilation, conv.padding = (2, 2), (2, 2)
+            if i == first and hasattr(blk, "stride"):
+                blk.stride = 1
+    else:
+        stage = net.layer4
+        for bi, blk in enumerate(stage):
+            for name, conv in blk.named_modules():
+                if not isinstance(conv, nn.Conv2d):
+                    continue
+                if bi == 0 and conv.stride == (2, 2):
+                    conv.stride = (1, 1)
+                elif conv.kernel_size == (3, 3) and not (bi == 0 and name == "conv1"):
+                    conv.dilation, conv.padding = (2, 2), (2, 2)
+    return m
+
+
+def forward_mid_last(model: CamModel, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """One forward giving (logits (B, K), mid acts (B, C', 2h, 2w), last acts (B, C, h, w)).
+
+    ``last`` and ``logits`` equal ``model(x)``; ``mid`` is the 14×14 (at 224 px) stage
+    used by the ``fuse`` variant.
+    """
+    net = model.net
+    if model.kind == "mobilenet_v2":
+        feats = net.features
+        x13 = feats[:14](x)
+        blk = feats[14]
+        mid = blk.conv[0](x13)  # ReLU6 expansion, 576 ch, 14×14 at 224 px
+        y = blk.conv[1:](mid)
+        last = feats[15:](y)
+    else:
+        h = net.maxpool(net.relu(net.bn1(net.conv1(x))))
+        mid = net.layer3(net.layer2(net.layer1(h)))
+        last = net.layer4(mid)
+    return model.forward_head(last), mid, last
+
+
+def _haycam_plus_raw(acts: Tensor, fraction: float) -> tuple[Tensor, Tensor]:
+    clean, bad = sanitize(acts.detach().float())
+    raw = haycam_plus(CamInputs(clean, None, {"variance_fraction": fraction})).raw
+    return normalize_maps(raw, bad)
+
+
+class HiResHayCAM:
+    """High-resolution HayCAM+ for one model (builds the dilated copy once).
+
+    Args:
+        model: a ``CamModel`` (ResNet or MobileNetV2), in eval mode.
+        config: the variant to compute.
+    """
+
+    def __init__(self, model: CamModel, config: HiResConfig | None = None) -> None:
+        if not isinstance(model, CamModel):
+            raise TypeError(f"`model` must be a CamModel, but got {type(model).__name__}")
+        self.model = model
+        self.config = config or HiResConfig()
+        self._dilated = dilated_copy(model) if self.config.variant == "dilate" else None
+
+    @torch.no_grad()
+    def __call__(
+        self, images: Tensor, *, logits: Tensor | None = None, mid: Tensor | None = None, last: Tensor | None = None
+    ) -> HiResResult:
+        """Maps for a batch.
+
+        Args:
+            images: (B, 3, H, W) normalised model input.
+            logits: (B, K) of ``model(images)`` if already computed (saves a forward).
+            mid, last: from :func:`forward_mid_last` if already computed (``fuse`` reuses them).
+
+        Returns:
+            HiResResult with maps of shape (B, 2h, 2w) for ``dilate``/``fuse`` (h×w the
+            plain last-layer grid) or (B, ⌊scale·H/32⌋, ...) for ``scale``.
+        """
+        cfg = self.config
+        frac = cfg.variance_fraction
+        if cfg.variant == "fuse":
+            if mid is None or last is None:
+                logits, mid, last = forward_mid_last(self.model, images)
+            elif logits is None:
+                logits = self.model.forward_head(last)
+            m_last, bad_last = _haycam_plus_raw(last, frac)
+            m_mid, bad_mid = _haycam_plus_raw(mid, frac)
+            up = F.interpolate(m_last.unsqueeze(1), size=m_mid.shape[-2:], mode="bilinear",
+                               align_corners=False).squeeze(1)
+            if cfg.fuse == "product":
+                raw = (up.clamp_min(0) * m_mid.clamp_min(0)).sqrt()
+            elif cfg.fuse == "mean":
+                raw = 0.5 * (up + m_mid)
+            else:
+                raw = torch.maximum(up, m_mid)
+            maps, deg = normalize_maps(raw, bad_last | bad_mid)
+            return HiResResult(logits, raw, maps, deg)
+        if logits is None:
+            logits = self.model(images)[0]
+        if cfg.variant == "dilate":
+            acts = self._dilated.forward_features(images)
+        else:
+            size = [int(round(s * cfg.scale)) for s in images.shape[-2:]]
+            big = F.interpolate(images, size=size, mode="bilinear", align_corners=False)
+            acts = self.model.forward_features(big)
+        clean, bad = sanitize(acts.detach().float())
+        raw = haycam_plus(CamInputs(clean, None, {"variance_fraction": frac})).raw
+        maps, deg = normalize_maps(raw, bad)
+        return HiResResult(logits, raw, maps, deg)

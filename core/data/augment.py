@@ -1,0 +1,110 @@
+"""Batched image augmentation in torch (runs on the batch's device, no per-image Python loop).
+
+Input is what the data path stores: (B, H, W, 3) uint8 **BGR** frames. The colour order and the
+scaling to [0, 1] are exactly those of :func:`core.preprocess.bgr_to_input`; the caller then
+normalises with :func:`core.preprocess.normalize`, so training and inference cannot drift apart.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Ranges of the random transforms (all per image).
+
+    Attributes:
+        scale: (min, max) zoom; < 1 zooms out (edges replicated), > 1 zooms in.
+        translate: largest shift as a fraction of the side.
+        rotate_deg: largest rotation in degrees.
+        hflip: probability of a horizontal flip.
+        brightness: largest relative brightness change.
+        contrast: largest relative contrast change.
+        saturation: largest relative saturation change.
+        gray_p: probability of converting to grey.
+        lowres_p: probability of a down- then up-sampling (small, blurry faces as in CCTV frames).
+        lowres_min: smallest down-sampling factor.
+    """
+
+    scale: tuple[float, float] = (0.75, 1.3)
+    translate: float = 0.12
+    rotate_deg: float = 12.0
+    hflip: float = 0.5
+    brightness: float = 0.3
+    contrast: float = 0.3
+    saturation: float = 0.3
+    gray_p: float = 0.05
+    lowres_p: float = 0.3
+    lowres_min: float = 0.2
+
+    def __post_init__(self) -> None:
+        if not 0 < self.scale[0] <= self.scale[1]:
+            raise ValueError(f"scale must satisfy 0 < min <= max, but got {self.scale}")
+        for name in ("hflip", "gray_p", "lowres_p"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be a probability in [0, 1], but got {getattr(self, name)}")
+        if not 0.0 < self.lowres_min <= 1.0:
+            raise ValueError(f"lowres_min must be in (0, 1], but got {self.lowres_min}")
+
+
+def bgr_uint8_to_rgb01(frames: Tensor) -> Tensor:
+    """(B, H, W, 3) uint8 BGR -> (B, 3, H, W) float32 RGB in [0, 1], as ``bgr_to_input`` does."""
+    if frames.dim() != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"frames must have shape (B, H, W, 3), but got {tuple(frames.shape)}")
+    return frames.flip(-1).permute(0, 3, 1, 2).to(torch.float32) / 255.0
+
+
+def _uniform(g: torch.Generator, n: int, lo: float, hi: float, device) -> Tensor:
+    return (torch.rand(n, generator=g) * (hi - lo) + lo).to(device)
+
+
+def augment_rgb01(x: Tensor, cfg: AugmentConfig, g: torch.Generator, out_size: int | None = None) -> Tensor:
+    """Randomly transform a batch of RGB images in [0, 1].
+
+    Args:
+        x: (B, 3, H, W) float RGB in [0, 1].
+        cfg: transform ranges.
+        g: CPU generator for the random draws (results are reproducible under its seed).
+        out_size: output side (default: H).
+
+    Returns:
+        (B, 3, S, S) float RGB in [0, 1].
+    """
+    b, _, h, _ = x.shape
+    s = out_size or h
+    dev = x.device
+    # geometry: one affine grid for the whole batch (output -> input coordinates)
+    zoom = torch.exp(_uniform(g, b, math.log(cfg.scale[0]), math.log(cfg.scale[1]), dev))
+    ang = _uniform(g, b, -cfg.rotate_deg, cfg.rotate_deg, dev) * (math.pi / 180.0)
+    tx = _uniform(g, b, -cfg.translate, cfg.translate, dev) * 2.0
+    ty = _uniform(g, b, -cfg.translate, cfg.translate, dev) * 2.0
+    flip = torch.where(torch.rand(b, generator=g).to(dev) < cfg.hflip, -1.0, 1.0)
+    cos, sin = torch.cos(ang) / zoom, torch.sin(ang) / zoom
+    theta = torch.stack([torch.stack([cos * flip, -sin, tx], 1), torch.stack([sin * flip, cos, ty], 1)], 1)
+    grid = F.affine_grid(theta.to(x.dtype), [b, 3, s, s], align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    # resolution: some images down- then up-sampled (one factor per batch keeps it one op)
+    if cfg.lowres_p > 0:
+        pick = (torch.rand(b, generator=g) < cfg.lowres_p).to(dev)
+        if bool(pick.any()):
+            f = float(_uniform(g, 1, cfg.lowres_min, 1.0, "cpu"))
+            small = max(8, int(round(s * f)))
+            lo = F.interpolate(F.interpolate(x, size=(small, small), mode="area"), size=(s, s), mode="bilinear",
+                               align_corners=False)
+            x = torch.where(pick.view(b, 1, 1, 1), lo, x)
+    # colour
+    br = 1.0 + _uniform(g, b, -cfg.brightness, cfg.brightness, dev).view(b, 1, 1, 1)
+    x = x * br
+    gray = (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).unsqueeze(1)
+    ct = 1.0 + _uniform(g, b, -cfg.contrast, cfg.contrast, dev).view(b, 1, 1, 1)
+    x = (x - gray.mean(dim=(2, 3), keepdim=True)) * ct + gray.mean(dim=(2, 3), keepdim=True)
+    gray = (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).unsqueeze(1)
+    sat = 1.0 + _uniform(g, b, -cfg.saturation, cfg.saturation, dev).view(b, 1, 1, 1)
+    sat = torch.where((torch.rand(b, generator=g) < cfg.gray_p).to(dev).view(b, 1, 1, 1), torch.zeros_like(sat), sat)
+    x = (x - gray) * sat + gray
+    return x.clamp_(0.0, 1.0)

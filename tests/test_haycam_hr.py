@@ -1,0 +1,107 @@
+"""High-resolution HayCAM+ (core.cams.haycam_hr): exactness of the dilated copy, shapes, config."""
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import seeded_model
+
+from core.cams import METHODS
+from core.cams.haycam_hr import HiResConfig, HiResHayCAM, dilated_copy
+
+_MODELS: dict = {}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny convs: one intra-op thread avoids oversubscription on the shared 2-core box."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def get_model(backbone: str):
+    if backbone not in _MODELS:
+        m = seeded_model(backbone)
+        if backbone == "mobilenet_v2":  # random BN stats shrink activations to ~1e-7: use unit-ish ones
+            for mod in m.modules():
+                if isinstance(mod, torch.nn.BatchNorm2d):
+                    mod.running_var.fill_(0.05)
+        _MODELS[backbone] = m
+    return _MODELS[backbone]
+
+
+@pytest.fixture(scope="module", params=["resnet18", "mobilenet_v2"])
+def model(request):
+    return get_model(request.param)
+
+
+def test_dilated_copy_is_exact_on_even_positions(model):
+    # DeepLab identity: stride 1 + dilation 2 computes the original outputs at even
+    # positions (and new ones in between), with the same weights.
+    x = torch.randn(2, 3, 96, 96, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        a = model.forward_features(x)
+        d = dilated_copy(model).forward_features(x)
+    assert d.shape[-2:] == (2 * a.shape[-2], 2 * a.shape[-1])
+    torch.testing.assert_close(d[..., ::2, ::2], a, rtol=1e-3, atol=1e-4 * float(a.abs().max()))
+    # the original is untouched
+    with torch.no_grad():
+        torch.testing.assert_close(model.forward_features(x), a)
+
+
+@pytest.mark.parametrize("backbone, cfg", [
+    ("mobilenet_v2", HiResConfig("dilate")), ("mobilenet_v2", HiResConfig("fuse", "product")),
+    ("mobilenet_v2", HiResConfig("fuse", "max")), ("mobilenet_v2", HiResConfig("scale", scale=2.0)),
+    ("resnet18", HiResConfig("fuse", "mean")),
+])
+def test_maps_shape_range_and_logits(backbone, cfg):
+    model = get_model(backbone)
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    r = HiResHayCAM(model, cfg)(x)
+    assert r.maps.shape == (2, 4, 4)  # 2x the 2x2 last-layer grid at 64 px
+    assert float(r.maps.min()) >= 0.0 and float(r.maps.max()) <= 1.0
+    assert torch.isfinite(r.raw).all()
+    with torch.no_grad():
+        torch.testing.assert_close(r.logits, model(x)[0])  # the model's own decision
+
+
+def test_fuse_product_is_geometric_mean_of_normalised_maps():
+    model = get_model("mobilenet_v2")
+    import torch.nn.functional as F
+
+    from core.cams.haycam_hr import _haycam_plus_raw, forward_mid_last
+
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    r = HiResHayCAM(model, HiResConfig("fuse", "product"))(x)
+    with torch.no_grad():
+        _, mid, last = forward_mid_last(model, x)
+    m_last, _ = _haycam_plus_raw(last, 0.9)
+    m_mid, _ = _haycam_plus_raw(mid, 0.9)
+    up = F.interpolate(m_last[:, None], size=m_mid.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+    torch.testing.assert_close(r.raw, (up * m_mid).sqrt())
+    # reusing a forward gives the same maps, and forward_mid_last's logits/last are the model's
+    logits, _, last = forward_mid_last(model, x)
+    ref_logits, ref_last = model(x)
+    torch.testing.assert_close(logits, ref_logits)
+    torch.testing.assert_close(last, ref_last)
+    r2 = HiResHayCAM(model, HiResConfig("fuse", "product"))(x, mid=mid, last=last)
+    torch.testing.assert_close(r2.maps, r.maps)
+    torch.testing.assert_close(r2.logits, ref_logits)
+
+
+def test_config_validation_and_roundtrip():
+    c = HiResConfig("fuse", "mean", 1.5, 0.8)
+    assert HiResConfig.from_dict(c.to_dict()) == c
+    with pytest.raises(ValueError, match="variant"):
+        HiResConfig("bigger")
+    with pytest.raises(ValueError, match="fuse"):
+        HiResConfig("fuse", "sum")
+    with pytest.raises(ValueError, match="scale"):
+        HiResConfig("scale", scale=1.0)
+    with pytest.raises(ValueError, match="unknown haycam\\+hr option"):
+        HiResConfig.from_dict({"variant": "dilate", "layer": 3})
+
+
+def test_engine_table_still_holds_the_six_methods():
+    assert list(METHODS) == ["gradcam", "gradcam++", "layercam", "eigencam", "haycam", "haycam+"]
