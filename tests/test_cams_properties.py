@@ -57,7 +57,7 @@ def test_haycam_plus_component_count_is_per_image():
     assert int(both.n_components[0]) == 1 and int(both.n_components[1]) > 3
     for i in range(2):
         alone = haycam_plus(CamInputs(acts[i : i + 1]))
-        torch.testing.assert_close(both.raw[i], alone.raw[0], atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(both.raw[i], alone.raw[0], atol=1e-4, rtol=1e-3)
         assert int(alone.n_components[0]) == int(both.n_components[i])
 
 

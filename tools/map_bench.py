@@ -39,7 +39,8 @@ def dump(rows: list[dict], out: Path) -> str:
     out.mkdir(parents=True, exist_ok=True)
     (out / "map_bench.json").write_text(json.dumps({"torch": torch.__version__, "rows": rows}, indent=2))
     keys = ["device", "batch", "gram", "eigh_ms", "eigh_cpu_roundtrip_ms", "haycam+_raw_eigh_same_device_ms",
-            "haycam+_raw_eigh_cpu_ms", "haycam+_raw_ms", "haycam+_e2e_noboxes_ms", "haycam+_e2e_ms", "error"]
+            "haycam+_raw_eigh_cpu_ms", "haycam+_raw_gesvda_ms", "eigh_vs_cpu_maxdiff", "gesvda_vs_cpu_maxdiff",
+            "haycam+_raw_ms", "haycam+_e2e_cv2threads1_ms", "haycam+_e2e_cv2threads4_ms", "haycam+_e2e_noboxes_ms", "haycam+_e2e_ms", "error"]
     md = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     md += ["| " + " | ".join(str(r.get(k, "")) for k in keys) + " |" for r in rows]
     text = "\n".join(md) + "\n"
@@ -80,21 +81,22 @@ def main(argv: list[str] | None = None) -> int:
             logits = torch.randn(bs, 2, device=dev)
             from core.cams import pca as pca_mod
 
-            def with_cpu_eigh(fn, on: bool):
+            def with_solver(fn, solver: str):
                 def run():
-                    old = pca_mod.EIGH_ON_CPU_FOR_CUDA
-                    pca_mod.EIGH_ON_CPU_FOR_CUDA = on
+                    old = pca_mod.CUDA_PCA_SOLVER
+                    pca_mod.CUDA_PCA_SOLVER = solver
                     try:
                         return fn()
                     finally:
-                        pca_mod.EIGH_ON_CPU_FOR_CUDA = old
+                        pca_mod.CUDA_PCA_SOLVER = old
                 return run
 
             cells = {
                 "eigh_ms": lambda g=gram: torch.linalg.eigh(g),
                 "eigh_cpu_roundtrip_ms": lambda g=gram: [t.to(g.device) for t in torch.linalg.eigh(g.cpu())],
-                "haycam+_raw_eigh_same_device_ms": with_cpu_eigh(lambda a=acts: haycam_plus(CamInputs(a)), False),
-                "haycam+_raw_eigh_cpu_ms": with_cpu_eigh(lambda a=acts: haycam_plus(CamInputs(a)), True),
+                "haycam+_raw_eigh_same_device_ms": with_solver(lambda a=acts: haycam_plus(CamInputs(a)), "eigh"),
+                "haycam+_raw_eigh_cpu_ms": with_solver(lambda a=acts: haycam_plus(CamInputs(a)), "cpu-eigh"),
+                "haycam+_raw_gesvda_ms": with_solver(lambda a=acts: haycam_plus(CamInputs(a)), "gesvda"),
                 "haycam+_raw_ms": lambda a=acts: haycam_plus(CamInputs(a)),
                 "haycam+_e2e_ms": lambda a=acts, lg=logits: explain_features(lg, a, "haycam+", (224, 224)),
                 "haycam+_e2e_noboxes_ms": lambda a=acts, lg=logits: explain_features(
@@ -106,6 +108,26 @@ def main(argv: list[str] | None = None) -> int:
                     row[name] = round(1e3 * _time(fn, dev, a.iters, a.warmup), 3)
                 except Exception as exc:  # noqa: BLE001 - report, keep going
                     row[name] = f"{type(exc).__name__}: {exc}"
+            if dev.type == "cuda":  # do the solvers agree? (max |difference| of [0, 1] maps)
+                try:
+                    from core.postprocess import normalize_maps
+
+                    ref = normalize_maps(with_solver(lambda a=acts: haycam_plus(CamInputs(a)).raw, "cpu-eigh")())[0]
+                    for solver in ("eigh", "gesvda"):
+                        got = normalize_maps(with_solver(lambda a=acts: haycam_plus(CamInputs(a)).raw, solver)())[0]
+                        row[f"{solver}_vs_cpu_maxdiff"] = float((got - ref).abs().max())
+                except Exception as exc:  # noqa: BLE001 - report, keep going
+                    row["solver_check"] = f"{type(exc).__name__}: {exc}"
+            import cv2
+
+            for nthreads in (1, 4):
+                prev = cv2.getNumThreads()
+                cv2.setNumThreads(nthreads)
+                try:
+                    row[f"haycam+_e2e_cv2threads{nthreads}_ms"] = round(1e3 * _time(
+                        lambda a=acts, lg=logits: explain_features(lg, a, "haycam+", (224, 224)), dev, a.iters, a.warmup), 3)
+                finally:
+                    cv2.setNumThreads(prev)
             rows.append(row)
             print(json.dumps(row), flush=True)
             dump(rows, Path(a.out))  # after every row: a timeout keeps what was measured
