@@ -68,21 +68,33 @@ def fix_signs(proj: Tensor, x: Tensor) -> Tensor:
 
 # How CUDA batches decompose their 49×49 Gram matrices. cuSOLVER's batched Jacobi
 # eigensolver only takes matrices up to 32×32, so for 224-px inputs ``torch.linalg.eigh``
-# calls the solver once per image on CUDA (measured on an H200: 86 ms for 128 images).
+# calls the solver once per image on CUDA. Measured on an H200 (tools/map_bench.py,
+# 128 images of 512×7×7): "eigh" 86 ms, "cpu-eigh" 20 ms, "gesvda" 1.2 ms, with [0, 1]
+# maps within 9e-5 of "cpu-eigh".
+#   "gesvda":   cuSOLVER's batched tall-matrix SVD of Xᵀ (torch.linalg.svd driver="gesvda");
+#               the default; falls back to "cpu-eigh" if the driver is unavailable;
 #   "cpu-eigh": send the Gram matrices (1.2 MB for 128 images) to the CPU, eigh there,
-#               bring the eigenvectors back (measured: 19 ms for 128; the default);
-#   "eigh":     torch.linalg.eigh on the GPU;
-#   "gesvda":   cuSOLVER's batched tall-matrix SVD of Xᵀ (torch.linalg.svd driver="gesvda").
-CUDA_PCA_SOLVER = "cpu-eigh"
+#               bring the eigenvectors back;
+#   "eigh":     torch.linalg.eigh on the GPU.
+CUDA_PCA_SOLVER = "gesvda"
 CUDA_PCA_SOLVERS = ("cpu-eigh", "eigh", "gesvda")
 
 
 def _eigh(mat: Tensor) -> tuple[Tensor, Tensor]:
     """``torch.linalg.eigh`` of a (B, n, n) stack, on the CPU for CUDA input when so configured."""
-    if mat.is_cuda and CUDA_PCA_SOLVER == "cpu-eigh" and mat.shape[-1] > 32:
+    if mat.is_cuda and CUDA_PCA_SOLVER != "eigh" and mat.shape[-1] > 32:
         evals, evecs = torch.linalg.eigh(mat.cpu())
         return evals.to(mat.device, non_blocking=True), evecs.to(mat.device, non_blocking=True)
     return torch.linalg.eigh(mat)
+
+
+def _gesvda(x: Tensor) -> tuple[Tensor, Tensor] | None:
+    """Singular values (B, N) and Vᵀ (B, N, N) of the centred (B, N, C) X via Xᵀ, or None if unsupported."""
+    try:
+        _, sv, vh = torch.linalg.svd(x.transpose(1, 2), full_matrices=False, driver="gesvda")  # Xᵀ = V S Uᵀ
+    except (RuntimeError, NotImplementedError):
+        return None
+    return sv, vh
 
 
 def batched_pca(acts: Tensor) -> PCAResult:
@@ -97,8 +109,9 @@ def batched_pca(acts: Tensor) -> PCAResult:
     dtype = torch.float64 if acts.dtype == torch.float64 else torch.float32
     x = flatten_positions(acts.to(dtype))  # (B, N, C)
     b, n, c = x.shape
-    if n <= c and x.is_cuda and CUDA_PCA_SOLVER == "gesvda":
-        _, sv, vh = torch.linalg.svd(x.transpose(1, 2), full_matrices=False, driver="gesvda")  # Xᵀ = V S Uᵀ
+    svd = _gesvda(x) if n <= c and x.is_cuda and CUDA_PCA_SOLVER == "gesvda" else None
+    if svd is not None:
+        sv, vh = svd
         var = sv * sv  # descending
         proj = vh.transpose(1, 2) * sv.unsqueeze(1)  # s_k u_k
     elif n <= c:
