@@ -104,6 +104,12 @@ def test_eval_end_to_end_all_split(voc, ckpt, tmp_path, capsys):
     fig = cv2.imread(str(out / "figure.png"))
     assert fig is not None and fig.shape[1] == SIZE * (1 + len(ALL))
     assert rep["comparison"]["best_baseline"] in SIX[:5]
+    import csv
+
+    rows = list(csv.DictReader((out / "per_crop.csv").open()))
+    assert len(rows) == n
+    assert np.mean([float(r["haycam+:iou"]) for r in rows]) == pytest.approx(rep["localization"]["haycam+"]["iou"],
+                                                                            abs=1e-4)
 
 
 def test_eval_known_maps_give_known_iou(voc, ckpt, tmp_path, monkeypatch):

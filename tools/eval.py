@@ -446,8 +446,29 @@ def run_eval(opts: EvalOptions) -> dict:
     report["setup"]["elapsed_s"] = round(time.time() - t0, 1)
     (opts.out / "report.json").write_text(json.dumps(_jsonable(report), indent=2) + "\n")
     write_markdown(opts.out / "report.md", report)
+    write_per_crop(opts.out / "per_crop.csv", crops, ms.logits, ckpt.meta.class_names, scores)
     log.info("wrote %s, report.md, figure.png (%.1f s)", opts.out / "report.json", time.time() - t0)
     return report
+
+
+def write_per_crop(path: Path, crops: Crops, logits: torch.Tensor, class_names: Sequence[str],
+                   scores: dict[str, MethodScores]) -> Path:
+    """One row per crop: source, label, prediction, GT box, and per method IoU, Dice and predicted box."""
+    import csv
+
+    pred = [class_names[i] for i in logits.argmax(1).tolist()]
+    head = ["i", "source_file", "label", "predicted", "gt_x1", "gt_y1", "gt_x2", "gt_y2"]
+    for m in scores:
+        head += [f"{m}:iou", f"{m}:dice", f"{m}:x1", f"{m}:y1", f"{m}:x2", f"{m}:y2"]
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(head)
+        for i in range(len(crops)):
+            row = [i, crops.files[i], crops.labels[i], pred[i], *(f"{v:.2f}" for v in crops.boxes[i])]
+            for sc in scores.values():
+                row += [f"{sc.iou[i]:.4f}", f"{sc.dice[i]:.4f}", *("" if np.isnan(v) else f"{v:.0f}" for v in sc.pred[i])]
+            w.writerow(row)
+    return path
 
 
 def fixed_box_prior(val: Crops, test: Crops, n_boot: int, seed: int) -> dict:
