@@ -104,6 +104,12 @@ def test_eval_end_to_end_all_split(voc, ckpt, tmp_path, capsys):
     fig = cv2.imread(str(out / "figure.png"))
     assert fig is not None and fig.shape[1] == SIZE * (1 + len(ALL))
     assert rep["comparison"]["best_baseline"] in SIX[:5]
+    import csv
+
+    rows = list(csv.DictReader((out / "per_crop.csv").open()))
+    assert len(rows) == n
+    assert np.mean([float(r["haycam+:iou"]) for r in rows]) == pytest.approx(rep["localization"]["haycam+"]["iou"],
+                                                                            abs=1e-4)
 
 
 def test_eval_known_maps_give_known_iou(voc, ckpt, tmp_path, monkeypatch):
@@ -162,6 +168,8 @@ def test_eval_known_maps_give_known_iou(voc, ckpt, tmp_path, monkeypatch):
 
 
 def test_calibrate_writes_checkpoint_copy(voc, ckpt, tmp_path):
+    import tools.eval as te
+
     out = tmp_path / "cal"
     assert main(["eval", "--data", str(voc), "--checkpoint", str(ckpt), "--out", str(out), "--calibrate", *FAST]) == 0
     rep = json.loads((out / "report.json").read_text())
@@ -174,7 +182,7 @@ def test_calibrate_writes_checkpoint_copy(voc, ckpt, tmp_path):
         assert e["calibrated"] is True and e["mode"] in ("fraction", "otsu") and 0 <= e["val_iou"] <= 1
         assert rep["localization"][m]["calibrated"] is True
         assert rep["localization"][m]["threshold"] == pytest.approx(e["value"])
-    assert "options" in cal.thresholds["haycam+hr"] and len(cal.thresholds["haycam+hr"]["candidates"]) == 5
+    assert "options" in cal.thresholds["haycam+hr"] and len(cal.thresholds["haycam+hr"]["candidates"]) == len(te.HR_CANDIDATES)
     src = load_checkpoint(ckpt)
     for k, v in src.model.state_dict().items():
         torch.testing.assert_close(cal.model.state_dict()[k], v)  # same model, only thresholds change

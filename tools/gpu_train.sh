@@ -6,7 +6,7 @@
 #
 # DATA_DIR holds facemask_voc/ and facemask_crops/ (default: .devdata in the repo root).
 # Env: OUT (default ./out): checkpoints, logs and metrics.json go under it.
-#      BUDGET_RESNET / BUDGET_MOBILENET: training seconds for each (default 170 / 70);
+#      BUDGET_RESNET / BUDGET_MOBILENET: training seconds for each (default 150 / 50);
 #      the epoch count is cut to fit the budget after the first epoch (the LR schedule ends there).
 #      PY (default python3), SKIP_MOBILENET=1 to train resnet18 only.
 # Whole script (data decoding included) is sized to end well under 6 minutes on an H200.
@@ -34,14 +34,14 @@ common=(--voc-root "$DATA/facemask_voc" --crops-root "$DATA/facemask_crops" --ca
 # resnet18 from scratch: the paper's backbone, without its ImageNet start (unreachable offline)
 "$PY" -m tools.train "${common[@]}" --backbone resnet18 --pretrained none --mode full \
   --epochs 60 --batch-size 256 --lr 3e-3 --weight-decay 0.05 --label-smoothing 0.1 --warmup-epochs 2 \
-  --time-budget "${BUDGET_RESNET:-170}" --out "$OUT/resnet18" --export "$OUT/resnet18/maskstream_resnet18.pt" \
+  --time-budget "${BUDGET_RESNET:-150}" --out "$OUT/resnet18" --export "$OUT/resnet18/maskstream_resnet18.pt" \
   "$@" 2>&1 | tee "$OUT/resnet18.log"
 
 if [ "${SKIP_MOBILENET:-0}" != 1 ]; then
   # mobilenet_v2 fully fine-tuned (the CPU-shipped model trains only its last block): for comparison
   "$PY" -m tools.train "${common[@]}" --backbone mobilenet_v2 --pretrained auto --mode full \
     --epochs 15 --batch-size 128 --lr 1e-3 --freeze-epochs 1 --warmup-epochs 1 \
-    --time-budget "${BUDGET_MOBILENET:-70}" --out "$OUT/mobilenet_v2" --export "$OUT/mobilenet_v2/maskstream_mobilenet_v2_full.pt" \
+    --time-budget "${BUDGET_MOBILENET:-50}" --out "$OUT/mobilenet_v2" --export "$OUT/mobilenet_v2/maskstream_mobilenet_v2_full.pt" \
     "$@" 2>&1 | tee "$OUT/mobilenet_v2.log" || echo "gpu_train.sh: the mobilenet_v2 run failed (see $OUT/mobilenet_v2.log)" >&2
 fi
 

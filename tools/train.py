@@ -298,6 +298,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = _resolve_device(args.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
     args.out = Path(args.out or ROOT / "runs" / f"train-{args.backbone}")
