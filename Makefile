@@ -4,7 +4,7 @@
 PY ?= python3
 PIP = $(PY) -m pip
 
-.PHONY: setup demo test explain-demo
+.PHONY: setup demo test explain-demo eval bench bench-cam bench-stream soak gpu-check samples
 setup: .setup.stamp
 
 .setup.stamp: pyproject.toml Makefile
@@ -21,3 +21,25 @@ explain-demo: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+# Longer jobs (not needed for the two commands above)
+eval: setup
+	$(PY) -m stream.cli.main eval --data ../shared/data/facemask_voc --methods all --calibrate --out out/eval
+
+bench: setup
+	$(PY) -m stream.cli.main bench --threads 1 --out out/bench
+
+bench-cam: setup
+	$(PY) -m tools.bench_cam --threads 1
+
+bench-stream: setup
+	nice $(PY) tools/bench_stream.py
+
+soak: setup
+	nice $(PY) tools/soak.py --minutes 10
+
+gpu-check:
+	bash tools/gpu_check.sh
+
+samples:
+	$(PY) tools/make_sample.py

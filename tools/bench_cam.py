@@ -48,11 +48,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--no-reference", action="store_true", help="skip pytorch-grad-cam")
     ap.add_argument("--json", default=None, help="also write the rows as JSON to this file")
     args = ap.parse_args(argv)
 
     device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    # A freshly initialised torchvision model makes tiny activations; flushing denormals keeps the
+    # random-weight forward at the speed a trained model runs at.
+    torch.set_flush_denormal(True)
     torch.manual_seed(0)
     net = build_torchvision(args.backbone, 2).eval().to(device)
     model = CamModel(net).eval()
