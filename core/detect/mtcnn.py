@@ -5,6 +5,7 @@ Networks", IEEE SPL 2016. An image pyramid down to ``min_face_size`` feeds three
 cascaded CNNs (P-, R-, O-Net; weights ``facenet_pytorch/data/*.pt`` inside the wheel).
 Same-size frames run as one batch. ``input_size`` is ignored (the pyramid sets the scales).
 """
+
 from __future__ import annotations
 
 from typing import ClassVar
@@ -30,7 +31,9 @@ class MTCNNDetector(FaceDetector):
         mod = import_package(self.name, self.package, "facenet_pytorch.models.mtcnn")
         dev = "cuda" if self.options.device in ("cuda", "auto") and torch.cuda.is_available() else "cpu"
         self.min_face_size = min_face_size
-        self.net = mod.MTCNN(keep_all=True, min_face_size=min_face_size, device=dev, select_largest=False, post_process=False)
+        self.net = mod.MTCNN(
+            keep_all=True, min_face_size=min_face_size, device=dev, select_largest=False, post_process=False
+        )
 
     def _raw(self, images: list[np.ndarray]) -> list[np.ndarray]:
         import torch
@@ -53,5 +56,7 @@ class MTCNNDetector(FaceDetector):
             boxes, probs = self.net.detect(batch)
             for i, b, p in zip(idx, boxes, probs):
                 if b is not None and len(b):
-                    out[i] = np.concatenate([np.asarray(b, np.float32).reshape(-1, 4), np.asarray(p, np.float32).reshape(-1, 1)], axis=1)
+                    out[i] = np.concatenate(
+                        [np.asarray(b, np.float32).reshape(-1, 4), np.asarray(p, np.float32).reshape(-1, 1)], axis=1
+                    )
         return out

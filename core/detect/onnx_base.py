@@ -1,4 +1,5 @@
 """Shared batching for the ONNX detectors: letterbox a list of frames onto one canvas, run, undo."""
+
 from __future__ import annotations
 
 from abc import abstractmethod

@@ -2,6 +2,7 @@
 
 Used by ``tools/detector_recall.py`` and the recall test; pure numpy.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -12,7 +13,12 @@ import numpy as np
 from core.detect.geometry import box_iou
 
 # face size = sqrt(box area) in frame pixels; bucket upper bounds (exclusive)
-SIZE_BUCKETS: tuple[tuple[str, float], ...] = (("<16px", 16.0), ("16-32px", 32.0), ("32-64px", 64.0), (">=64px", float("inf")))
+SIZE_BUCKETS: tuple[tuple[str, float], ...] = (
+    ("<16px", 16.0),
+    ("16-32px", 32.0),
+    ("32-64px", 64.0),
+    (">=64px", float("inf")),
+)
 
 
 def size_bucket(xyxy) -> str:
@@ -83,6 +89,10 @@ class RecallCounter:
         keys = ("with_mask", "mask_weared_incorrect")
         n = sum(self.total.get(k, 0) for k in keys)
         return sum(self.hits.get((iou, k), 0) for k in keys) / n if n else float("nan")
+
+    def matched_fraction(self, iou: float) -> float:
+        """Share of detections that matched an annotated face at ``iou`` (nan without detections)."""
+        return self.det_matched.get(iou, 0) / self.detections if self.detections else float("nan")
 
     def recall(self, key: str, iou: float) -> float:
         """Fraction of ``key``'s boxes matched at ``iou`` (nan when there are none)."""

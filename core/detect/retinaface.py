@@ -6,6 +6,7 @@ Network input: BGR minus (104, 117, 127), float32 NCHW; outputs ``loc`` (B, N, 4
 (softmaxed), ``landmarks`` (B, N, 10) over SSD priors at strides 8/16/32 with sizes (16, 32),
 (64, 128), (256, 512), decoded with variances (0.1, 0.2).
 """
+
 from __future__ import annotations
 
 import math

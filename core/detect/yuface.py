@@ -4,6 +4,7 @@ Shiqi Yu et al., libfacedetection (https://github.com/ShiqiYu/libfacedetection).
 extension takes one (H, W, 3) uint8 BGR image and returns int16 rows
 [score*100, x, y, w, h, 10 landmark coords, pad]; it runs its own NMS. CPU only, no batching.
 """
+
 from __future__ import annotations
 
 from typing import ClassVar
