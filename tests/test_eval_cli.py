@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import seeded_model
+from tests.conftest import seeded_model
 
 from core.checkpoint import load_checkpoint, save_checkpoint
 from core.model import ModelMeta

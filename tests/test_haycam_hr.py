@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import seeded_model
+from tests.conftest import seeded_model
 
 from core.cams import METHODS
 from core.cams.haycam_hr import HiResConfig, HiResHayCAM, dilated_copy
