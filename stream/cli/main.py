@@ -1,9 +1,9 @@
 """``maskstream`` entry point: discovers ``stream/cli/cmd_*.py`` subcommands.
 
 A subcommand module defines ``NAME`` (str), ``HELP`` (one line),
-``add_arguments(parser)`` and ``run(args) -> int``. User errors (``UserError``,
-``CheckpointError``, ``ValueError`` raised while validating input) print one line
-``maskstream: error: ...`` and exit 2; Ctrl-C exits 130.
+``add_arguments(parser)`` and ``run(args) -> int``. User errors (``UserError`` and
+``CheckpointError``; commands turn bad-input ``ValueError``s into ``UserError``) print one
+line ``maskstream: error: ...`` and exit 2; Ctrl-C exits 130.
 """
 from __future__ import annotations
 
