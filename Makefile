@@ -4,7 +4,7 @@
 PY ?= python3
 PIP = $(PY) -m pip
 
-.PHONY: setup demo test explain-demo eval bench bench-cam bench-stream soak gpu-check samples
+.PHONY: setup demo test explain-demo train eval bench bench-cam bench-stream soak gpu-check samples
 setup: .setup.stamp
 
 .setup.stamp: pyproject.toml Makefile
@@ -25,6 +25,9 @@ test: setup
 	$(PY) -m pytest -q
 
 # Longer jobs (not needed for the two commands above)
+train: setup
+	$(PY) -m tools.train --export core/assets/maskstream_mobilenet_v2.pt
+
 eval: setup
 	$(PY) -m stream.cli.main eval --data ../shared/data/facemask_voc --methods all --calibrate --out out/eval
 
