@@ -12,7 +12,6 @@ and stay on one side of every split (:func:`crops_split`).
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ import cv2
 import numpy as np
 
 from core.data._geometry import box_to_window, cut_window
-from core.data.errors import DataError
+from core.data.errors import DataError, read_json_list
 from core.data.splits import DEFAULT_FRACTIONS, group_split
 from core.data.voc import VocImage, load_image
 
@@ -128,12 +127,7 @@ def read_crops_manifest(root: str | Path) -> list[CropItem]:
     path = Path(root) / "manifest.json"
     if not path.is_file():
         raise DataError(f"{path}: no such file (is {root} a facemask_crops data root?)")
-    try:
-        raw = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DataError(f"{path}: cannot be read as JSON ({exc})") from None
-    if not isinstance(raw, list):
-        raise DataError(f"{path}: expected a JSON list, but got {type(raw).__name__}")
+    raw = read_json_list(path)
     items = []
     for i, e in enumerate(raw):
         try:

@@ -13,14 +13,13 @@ that are near-duplicates and must stay on one side of every split.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from core.data.errors import DataError
+from core.data.errors import DataError, read_json_list
 
 VOC_LABELS: tuple[str, ...] = ("with_mask", "without_mask", "mask_weared_incorrect")
 
@@ -111,12 +110,7 @@ def read_voc(root: str | Path) -> list[VocImage]:
     path = Path(root) / "annotations.json"
     if not path.is_file():
         raise DataError(f"{path}: no such file (is {root} a facemask_voc data root?)")
-    try:
-        raw = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DataError(f"{path}: cannot be read as JSON ({exc})") from None
-    if not isinstance(raw, list):
-        raise DataError(f"{path}: expected a JSON list of images, but got {type(raw).__name__}")
+    raw = read_json_list(path, "images")
     images = [_parse_entry(i, e, path) for i, e in enumerate(raw)]
     seen: set[str] = set()
     for im in images:
@@ -151,12 +145,7 @@ def read_duplicate_groups(root: str | Path) -> dict[str, int]:
 
     path = root / "duplicate_groups.json"
     if path.is_file():
-        try:
-            raw = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise DataError(f"{path}: cannot be read as JSON ({exc})") from None
-        if not isinstance(raw, list):
-            raise DataError(f"{path}: expected a JSON list of groups, but got {type(raw).__name__}")
+        raw = read_json_list(path, "groups")
         for gi, group in enumerate(raw):
             if not isinstance(group, list):
                 raise DataError(f"{path}: group {gi}: expected a list of file names")
