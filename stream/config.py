@@ -22,6 +22,7 @@ from typing import Any, Mapping
 import yaml
 
 from stream.errors import UserError
+from stream.sources.options import SourceOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = ROOT / "configs"
@@ -48,6 +49,9 @@ def _check(cond: bool, key: str, message: str) -> None:
         raise ConfigValueError(key, message)
 
 
+_SOURCE_DEFAULTS = SourceOptions()  # one source of truth for the capture defaults
+
+
 @dataclass(frozen=True)
 class SourcesConfig:
     """Which sources to open and how; every field but ``specs`` is a ``stream.sources.SourceOptions`` field.
@@ -69,17 +73,17 @@ class SourcesConfig:
     """
 
     specs: tuple[str, ...] = ()
-    live_buffer: int = 1
-    file_queue: int = 16
-    reconnect_initial: float = 0.5
-    reconnect_max: float = 10.0
-    reconnect_jitter: float = 0.2
-    max_attempts: int = 0
-    open_timeout: float = 10.0
-    read_timeout: float = 5.0
-    loop: bool = False
-    fps: float | None = None
-    realtime: bool = False
+    live_buffer: int = _SOURCE_DEFAULTS.live_buffer
+    file_queue: int = _SOURCE_DEFAULTS.file_queue
+    reconnect_initial: float = _SOURCE_DEFAULTS.reconnect_initial
+    reconnect_max: float = _SOURCE_DEFAULTS.reconnect_max
+    reconnect_jitter: float = _SOURCE_DEFAULTS.reconnect_jitter
+    max_attempts: int = _SOURCE_DEFAULTS.max_attempts
+    open_timeout: float = _SOURCE_DEFAULTS.open_timeout
+    read_timeout: float = _SOURCE_DEFAULTS.read_timeout
+    loop: bool = _SOURCE_DEFAULTS.loop
+    fps: float | None = _SOURCE_DEFAULTS.fps
+    realtime: bool = _SOURCE_DEFAULTS.realtime
 
     def __post_init__(self) -> None:
         _check(all(s.strip() for s in self.specs), "specs", "must be non-empty strings")

@@ -1,4 +1,7 @@
-"""Capture options shared by every source kind (the app's config maps onto these)."""
+"""Capture options shared by every source kind (the app's config maps onto these).
+
+These defaults are the only ones: ``stream.config.SourcesConfig`` takes its defaults from here.
+"""
 from __future__ import annotations
 
 import math
@@ -30,8 +33,8 @@ class SourceOptions:
         seed: seed for the reconnect jitter (None: random), for reproducible tests.
     """
 
-    live_buffer: int = 2
-    file_queue: int = 8
+    live_buffer: int = 1
+    file_queue: int = 16
     reconnect_initial: float = 0.5
     reconnect_max: float = 10.0
     reconnect_jitter: float = 0.2
