@@ -343,3 +343,32 @@ def score_method(
             curve[s:s + up.shape[0]] = best_iou_curve(up, list(gt[s:s + up.shape[0]]), thr)
     iou, dice = box_scores(pred, gt)
     return MethodScores(iou, dice, pred, curve, thr)
+
+
+def peak_in_box(maps: Tensor, gt: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
+    """Whether each map's maximum falls inside its ground-truth box (a threshold-free check).
+
+    The peak is taken on the map upsampled to ``size`` (bilinear, as for boxes); ties go to
+    the first position in row-major order. A pixel (x, y) is inside [x1, y1, x2, y2] when
+    x1 <= x + 0.5 <= x2 and y1 <= y + 0.5 <= y2 (pixel centres).
+
+    Args:
+        maps: (N, h, w) maps.
+        gt: (N, 4) boxes in ``size`` pixels.
+        size: (H, W) pixel frame of ``gt`` (default the maps' own size).
+
+    Returns:
+        (N,) bool.
+    """
+    gt = np.asarray(gt, np.float64).reshape(-1, 4)
+    if gt.shape[0] != maps.shape[0]:
+        raise ValueError(f"gt must have one box per map ({maps.shape[0]}), but got {gt.shape[0]}")
+    size = tuple(maps.shape[-2:]) if size is None else tuple(size)
+    out = np.zeros(maps.shape[0], dtype=bool)
+    for s, up in _iter_chunks(maps, size, 64):
+        flat = up.reshape(up.shape[0], -1).argmax(dim=1).cpu().numpy()
+        y, x = np.divmod(flat, size[1])
+        g = gt[s:s + up.shape[0]]
+        cx, cy = x + 0.5, y + 0.5
+        out[s:s + up.shape[0]] = (g[:, 0] <= cx) & (cx <= g[:, 2]) & (g[:, 1] <= cy) & (cy <= g[:, 3])
+    return out

@@ -13,6 +13,7 @@ from core.localization import (
     calibrate_threshold,
     maxboxacc_bootstrap_ci,
     paired_bootstrap,
+    peak_in_box,
     predicted_boxes,
     score_method,
     threshold_candidates,
@@ -146,3 +147,19 @@ def test_summary_values_and_per_class_subset():
     assert s.summary(np.array([0]), n_boot=10)["iou"] == 1.0
     with pytest.raises(ValueError, match="one box per map"):
         score_method(maps, gt[:2], Threshold())
+
+
+def test_peak_in_box_hand_cases():
+    # 7x7 one-hot at (row 3, col 3) upsampled to 224: weight 1 - |(x + 0.5) / 32 - 3.5| peaks
+    # at x = 111 and 112 (tied); the first, pixel (111, 111), has centre (111.5, 111.5): inside
+    # [96, 96, 128, 128] and [111.5, ...] (edges count), not inside [112, 96, 128, 128].
+    maps = torch.stack([delta_map(3, 3), delta_map(3, 3), delta_map(3, 3), delta_map(0, 6)])
+    gt = np.array([[96, 96, 128, 128.0], [111.5, 111.5, 128, 128.0], [112, 96, 128, 128.0], [96, 96, 128, 128.0]])
+    assert peak_in_box(maps, gt, size=(224, 224)).tolist() == [True, True, False, False]
+    # no upsampling: peak of a 4x4 map at (row 2, col 1) -> centre (1.5, 2.5)
+    m = torch.zeros(1, 4, 4)
+    m[0, 2, 1] = 1.0
+    assert peak_in_box(m, np.array([[1, 2, 2, 3.0]])).tolist() == [True]
+    assert peak_in_box(m, np.array([[2, 2, 3, 3.0]])).tolist() == [False]
+    with pytest.raises(ValueError, match="one box per map"):
+        peak_in_box(m, np.zeros((2, 4)))
