@@ -6,7 +6,7 @@ import torch
 from tests.conftest import seeded_model
 
 from core.cams import METHODS
-from core.cams.haycam_hr import HiResConfig, HiResHayCAM, dilated_copy
+from core.cams.haycam_hr import HiResConfig, HiResHayCAM, dilated_copy, shift_and_stitch, shift_offsets
 
 _MODELS: dict = {}
 
@@ -53,7 +53,7 @@ def test_dilated_copy_is_exact_on_even_positions(model):
 @pytest.mark.parametrize("backbone, cfg", [
     ("mobilenet_v2", HiResConfig("dilate")), ("mobilenet_v2", HiResConfig("fuse", "product")),
     ("mobilenet_v2", HiResConfig("fuse", "max")), ("mobilenet_v2", HiResConfig("scale", scale=2.0)),
-    ("resnet18", HiResConfig("fuse", "mean")),
+    ("resnet18", HiResConfig("fuse", "mean")), ("resnet18", HiResConfig("shift")),
 ])
 def test_maps_shape_range_and_logits(backbone, cfg):
     model = get_model(backbone)
@@ -99,9 +99,39 @@ def test_config_validation_and_roundtrip():
         HiResConfig("fuse", "sum")
     with pytest.raises(ValueError, match="scale"):
         HiResConfig("scale", scale=1.0)
+    with pytest.raises(ValueError, match="shifts"):
+        HiResConfig("shift", shifts=1)
+    assert HiResConfig.from_dict({"variant": "shift", "shifts": 4}).shifts == 4
+    assert HiResConfig.from_dict({"variant": "dilate"}).shifts == 2  # older checkpoints lack the key
     with pytest.raises(ValueError, match="unknown haycam\\+hr option"):
         HiResConfig.from_dict({"variant": "dilate", "layer": 3})
 
 
 def test_engine_table_still_holds_the_six_methods():
     assert list(METHODS) == ["gradcam", "gradcam++", "layercam", "eigencam", "haycam", "haycam+"]
+
+
+def test_shift_offsets_centre_a_regular_finer_grid():
+    assert shift_offsets(32, 2) == [8, -8]
+    assert shift_offsets(32, 4) == [12, 4, -4, -12]
+    # sub-grid j, cell i is centred at 32 i + 16 - s_j = (32 / n)(n i + j + 1/2)
+    for n in (2, 4, 8):
+        centres = sorted(32 * i + 16 - s for i in range(3) for s in shift_offsets(32, n))
+        step = 32 // n
+        assert centres == [step * k + step // 2 for k in range(3 * n)]
+
+
+def test_shift_and_stitch_equals_a_stride_16_pooling():
+    # features = 32x32 average pooling (output stride 32). Stitching 2x2 shifted copies must
+    # give 32x32 windows every 16 px, centred at 8 + 16 k: exactly avg_pool(kernel 32,
+    # stride 16) of the input padded by 8 px of repeated edge pixels.
+    import torch.nn.functional as F
+
+    x = torch.randn(2, 3, 96, 128, generator=torch.Generator().manual_seed(3))
+    got = shift_and_stitch(lambda t: F.avg_pool2d(t, 32), x, stride=32, shifts=2)
+    ref = F.avg_pool2d(F.pad(x, (8, 8, 8, 8), mode="replicate"), 32, stride=16)
+    assert got.shape == (2, 3, 6, 8) == ref.shape
+    torch.testing.assert_close(got, ref)
+    # and 4 shifts: windows every 8 px (pad 12)
+    got4 = shift_and_stitch(lambda t: F.avg_pool2d(t, 32), x, stride=32, shifts=4)
+    torch.testing.assert_close(got4, F.avg_pool2d(F.pad(x, (12, 12, 12, 12), mode="replicate"), 32, stride=8))

@@ -71,6 +71,9 @@ HR_CANDIDATES: tuple[HiResConfig, ...] = (
     HiResConfig("dilate", variance_fraction=0.5),
     HiResConfig("dilate", variance_fraction=0.7),
     HiResConfig("fuse", "product", variance_fraction=0.5),
+    HiResConfig("shift"),
+    HiResConfig("shift", variance_fraction=0.7),
+    HiResConfig("shift", variance_fraction=0.5),
 )
 SPLITS = ("test", "all")
 TARGETS = ("pred", "gt")

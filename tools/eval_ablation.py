@@ -79,7 +79,8 @@ def main(argv=None) -> int:
     val = make_crops(args.data, val_images, args.seed, ckpt.meta.input_size, args.limit)
     size = (ckpt.meta.input_size,) * 2
     maps, counts = haycam_variants(ckpt, val)
-    hr = {f"haycam+hr {c.variant}{'/' + c.fuse if c.variant == 'fuse' else ''}": c for c in HR_CANDIDATES}
+    hr = {f"haycam+hr {c.variant}{'/' + c.fuse if c.variant == 'fuse' else ''} f={c.variance_fraction}": c
+          for c in HR_CANDIDATES}
     ms = compute_maps(ckpt, val, ["eigencam", "gradcam", "layercam"], hr, progress=False)
     maps.update(ms.maps)
     rows = []

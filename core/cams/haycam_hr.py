@@ -13,6 +13,12 @@ get a finer map with the *same* weights (pick one on the validation split):
   14×14 (``product``: geometric mean, the coarse semantic map gates the fine one;
   ``mean``; or ``max``, LayerCAM-style).
 * ``scale``: the input upsampled by ``scale`` (e.g. 2 → 448 px, 14×14 last layer).
+* ``shift``: shift-and-stitch (Long et al., FCN, 2015): the unchanged network runs on
+  ``shifts``² copies of the input shifted by sub-cell offsets, and their last-layer
+  activations are interleaved into a grid ``shifts`` times finer (14×14 at 224 px for
+  ``shifts=2``). Every cell is a genuine response of the trained network to the image (no
+  dilation, no rescaling, so no change of the input statistics); the cost is ``shifts``²
+  forwards. PCA then runs once on the stitched grid.
 
 Each variant computes HayCAM+ (``core.cams.haycam.haycam_plus``: PCA components
 explaining ``variance_fraction`` of the variance, summed, deterministic signs) on the
@@ -34,8 +40,9 @@ from core.cams.haycam import DEFAULT_FRACTION, haycam_plus
 from core.model import CamModel
 from core.postprocess import normalize_maps, sanitize
 
-VARIANTS = ("dilate", "fuse", "scale")
+VARIANTS = ("dilate", "fuse", "scale", "shift")
 FUSE_MODES = ("product", "mean", "max")
+_STRIDE = 32  # output stride of the last conv layer of ResNet18 and MobileNetV2
 
 
 @dataclass(frozen=True)
@@ -46,6 +53,7 @@ class HiResConfig:
         variant: ``dilate``, ``fuse`` or ``scale`` (see the module docstring).
         fuse: for ``fuse``: ``product``, ``mean`` or ``max``.
         scale: for ``scale``: input upsampling factor (> 1).
+        shifts: for ``shift``: the grid gets ``shifts`` times finer (``shifts``² forwards).
         variance_fraction: HayCAM+'s explained-variance fraction.
     """
 
@@ -53,6 +61,7 @@ class HiResConfig:
     fuse: str = "product"
     scale: float = 2.0
     variance_fraction: float = DEFAULT_FRACTION
+    shifts: int = 2
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -61,18 +70,20 @@ class HiResConfig:
             raise ValueError(f"fuse must be one of {list(FUSE_MODES)}, but got {self.fuse!r}")
         if not self.scale > 1.0:
             raise ValueError(f"scale must be > 1, but got {self.scale}")
+        if isinstance(self.shifts, bool) or not isinstance(self.shifts, int) or not 2 <= self.shifts <= 8:
+            raise ValueError(f"shifts must be an integer in 2..8, but got {self.shifts!r}")
         if not 0.0 < self.variance_fraction <= 1.0:
             raise ValueError(f"variance_fraction must be in (0, 1], but got {self.variance_fraction}")
 
     def to_dict(self) -> dict:
         """Plain dict (for checkpoints and reports)."""
         return {"variant": self.variant, "fuse": self.fuse, "scale": float(self.scale),
-                "variance_fraction": float(self.variance_fraction)}
+                "variance_fraction": float(self.variance_fraction), "shifts": int(self.shifts)}
 
     @classmethod
     def from_dict(cls, d: dict) -> HiResConfig:
         """Inverse of :meth:`to_dict`; unknown keys are an error naming the key."""
-        unknown = set(d) - {"variant", "fuse", "scale", "variance_fraction"}
+        unknown = set(d) - {"variant", "fuse", "scale", "variance_fraction", "shifts"}
         if unknown:
             raise ValueError(f"unknown haycam+hr option(s): {sorted(unknown)}")
         return cls(**d)
@@ -151,6 +162,56 @@ def forward_mid_last(model: CamModel, x: Tensor) -> tuple[Tensor, Tensor, Tensor
     return model.forward_head(last), mid, last
 
 
+def _shifted(x: Tensor, dy: int, dx: int) -> Tensor:
+    """``x`` (B, C, H, W) with its content moved down by ``dy`` and right by ``dx`` pixels
+    (negative: up / left); the uncovered border repeats the edge pixels. Same shape."""
+    h, w = x.shape[-2:]
+    pad = (max(dx, 0), max(-dx, 0), max(dy, 0), max(-dy, 0))  # left, right, top, bottom
+    p = F.pad(x, pad, mode="replicate")
+    y0, x0 = max(-dy, 0), max(-dx, 0)
+    return p[..., y0:y0 + h, x0:x0 + w]
+
+
+def shift_offsets(stride: int, shifts: int) -> list[int]:
+    """Content shifts (pixels) that centre the ``shifts`` sub-grids on a grid ``stride/shifts`` finer.
+
+    A cell i of a stride-``stride`` layer sees the input centred at ``stride·i + stride/2``;
+    shifting the content by ``s`` moves that to ``stride·i + stride/2 - s``. The offsets
+    ``s_j = stride/2 - (stride/shifts)(j + 1/2)`` put sub-grid j at the centres
+    ``(stride/shifts)(k + 1/2)`` with ``k = shifts·i + j``: a regular finer grid.
+    E.g. stride 32, 2 shifts: [8, -8].
+    """
+    step = stride / shifts
+    return [int(round(stride / 2 - step * (j + 0.5))) for j in range(shifts)]
+
+
+def shift_and_stitch(features, x: Tensor, stride: int, shifts: int = 2) -> Tensor:
+    """Run ``features`` on ``shifts``² shifted copies of ``x`` and interleave the outputs.
+
+    Args:
+        features: callable (B, 3, H, W) -> (B, C, H/stride, W/stride) (e.g. a CamModel's
+            ``forward_features``).
+        x: (B, 3, H, W) input, H and W multiples of ``stride``.
+        stride: the output stride of ``features`` (32 for ResNet18 / MobileNetV2).
+        shifts: refinement factor per axis.
+
+    Returns:
+        (B, C, shifts·H/stride, shifts·W/stride): output row ``shifts·i + jy``, column
+        ``shifts·i' + jx`` is cell (i, i') of the copy shifted by ``shift_offsets[jy]``
+        down and ``shift_offsets[jx]`` right.
+    """
+    offs = shift_offsets(stride, shifts)
+    out = None
+    for jy, dy in enumerate(offs):
+        for jx, dx in enumerate(offs):
+            a = features(_shifted(x, dy, dx))
+            if out is None:
+                b, c, h, w = a.shape
+                out = a.new_empty(b, c, h * shifts, w * shifts)
+            out[:, :, jy::shifts, jx::shifts] = a
+    return out
+
+
 def _haycam_plus_raw(acts: Tensor, fraction: float) -> tuple[Tensor, Tensor]:
     clean, bad = sanitize(acts.detach().float())
     raw = haycam_plus(CamInputs(clean, None, {"variance_fraction": fraction})).raw
@@ -185,7 +246,8 @@ class HiResHayCAM:
 
         Returns:
             HiResResult with maps of shape (B, 2h, 2w) for ``dilate``/``fuse`` (h×w the
-            plain last-layer grid) or (B, ⌊scale·H/32⌋, ...) for ``scale``.
+            plain last-layer grid), (B, shifts·h, shifts·w) for ``shift``, or
+            (B, ⌊scale·H/32⌋, ...) for ``scale``.
         """
         cfg = self.config
         frac = cfg.variance_fraction
@@ -210,6 +272,8 @@ class HiResHayCAM:
             logits = self.model(images)[0]
         if cfg.variant == "dilate":
             acts = self._dilated.forward_features(images)
+        elif cfg.variant == "shift":
+            acts = shift_and_stitch(self.model.forward_features, images, _STRIDE, cfg.shifts)
         else:
             size = [int(round(s * cfg.scale)) for s in images.shape[-2:]]
             big = F.interpolate(images, size=size, mode="bilinear", align_corners=False)
