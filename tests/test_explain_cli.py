@@ -76,3 +76,29 @@ def test_console_error_has_no_traceback(image):
                        cwd=ROOT, capture_output=True, text=True, timeout=100)
     assert r.returncode == 2
     assert r.stderr.startswith("maskstream: error: unknown map method 'bogus'") and "Traceback" not in r.stderr
+
+
+def test_calibrated_threshold_from_the_checkpoint_is_used(image, tmp_path, capsys):
+    # `eval --calibrate` stores entries with bookkeeping keys beside mode/value/min_area
+    p = tmp_path / "calibrated.pt"
+    entry = {"mode": "fraction", "value": 0.35, "min_area": 0.0, "val_iou": 0.5, "n_val": 312, "calibrated": True,
+             "select": "score", "target": "pred", "crop_seed": 0}
+    save_checkpoint(p, seeded_model("mobilenet_v2", seed=11), ModelMeta("mobilenet_v2", ("with_mask", "without_mask")),
+                    thresholds={"haycam+": entry})
+    assert main(["explain", str(image), "--checkpoint", str(p), "--out", str(tmp_path / "o"), "--json"]) == 0
+    (rec,) = json.loads(capsys.readouterr().out)
+    assert rec["threshold"] == {"mode": "fraction", "value": 0.35, "min_area": 0.0}
+    # --threshold overrides it; a method without an entry gets the default
+    assert main(["explain", str(image), "--checkpoint", str(p), "--out", str(tmp_path / "o"), "--json",
+                 "--threshold", "fraction:0.7"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["threshold"]["value"] == 0.7
+    assert main(["explain", str(image), "--checkpoint", str(p), "--out", str(tmp_path / "o"), "--json",
+                 "--method", "gradcam"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["threshold"]["value"] == 0.5
+    # a malformed entry is a user error naming the checkpoint and the key
+    bad = tmp_path / "bad.pt"
+    save_checkpoint(bad, seeded_model("mobilenet_v2", seed=11), ModelMeta("mobilenet_v2", ("with_mask", "without_mask")),
+                    thresholds={"haycam+": {"mode": "fraction"}})
+    assert main(["explain", str(image), "--checkpoint", str(bad), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "bad.pt" in err and "thresholds['haycam+']" in err

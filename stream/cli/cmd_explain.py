@@ -79,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
     from core.boxes import Threshold
     from core.cams import get_method
     from core.checkpoint import load_checkpoint
+    from core.localization import threshold_from_dict, threshold_to_dict
     from core.preprocess import images_to_input
 
     try:
@@ -95,8 +96,11 @@ def run(args: argparse.Namespace) -> int:
         target = meta.class_names.index(args.target)
     if args.threshold:
         spec = parse_threshold(args.threshold)
-    elif isinstance(ckpt.thresholds.get(args.method), dict):
-        spec = Threshold(**ckpt.thresholds[args.method])
+    elif args.method in ckpt.thresholds:  # calibrated on val by `maskstream eval --calibrate`
+        try:
+            spec = threshold_from_dict(ckpt.thresholds[args.method], f"{ckpt.path}: thresholds[{args.method!r}]")
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
     else:
         spec = Threshold()
     try:
@@ -128,6 +132,7 @@ def run(args: argparse.Namespace) -> int:
             "probs": {c: float(probs[i, k]) for k, c in enumerate(meta.class_names)},
             "method": args.method,
             "explained_class": meta.class_names[int(res.target[i])],
+            "threshold": threshold_to_dict(spec),
             "boxes": [{"xyxy": [round(v, 1) for v in b.xyxy], "score": round(b.score, 4)} for b in boxes],
             "degenerate": bool(res.degenerate[i]),
             "overlay": str(png),
