@@ -120,6 +120,23 @@ def test_tail_mode_keeps_imagenet_prefix(roots, tmp_path):
     assert ck.extra["train_args"]["mode"] == "tail"
 
 
+@pytest.mark.timeout(120)
+def test_frozen_prefix_stays_at_imagenet_for_the_whole_run(roots, tmp_path):
+    from tools.train import main
+    from tools.train_backbones import mobilenet_weights_path
+
+    assert main(_argv(roots, tmp_path, "--backbone", "mobilenet_v2", "--frozen-prefix", "3", "--epochs", "2",
+                      "--skip-test")) == 0
+    ck = load_checkpoint(tmp_path / "run" / "best.pt")
+    imagenet = torch.load(mobilenet_weights_path(), map_location="cpu", weights_only=True)
+    sd = ck.model.net.state_dict()
+    for k in ("features.2.conv.0.0.weight", "features.2.conv.0.1.running_mean", "features.2.conv.0.1.running_var"):
+        assert torch.equal(sd[k], imagenet[k]), k  # weights and BatchNorm statistics untouched
+    for k in ("features.3.conv.0.0.weight", "features.3.conv.0.1.running_mean", "features.18.0.weight"):
+        assert not torch.equal(sd[k], imagenet[k]), k  # trained
+    assert ck.extra["train_args"]["mode"] == "full" and ck.extra["train_args"]["frozen_prefix"] == 3
+
+
 def test_no_augmentation_input_equals_inference_input():
     from tools.train import _to_input
 

