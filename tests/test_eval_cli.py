@@ -110,6 +110,21 @@ def test_eval_end_to_end_all_split(voc, ckpt, tmp_path, capsys):
     assert len(rows) == n
     assert np.mean([float(r["haycam+:iou"]) for r in rows]) == pytest.approx(rep["localization"]["haycam+"]["iou"],
                                                                             abs=1e-4)
+    # accuracy by face size: the buckets partition the crops and re-weight to the overall accuracy
+    c = rep["classification"]
+    sizes = c["by_face_size"]
+    assert list(sizes) == ["0-16px", "16-32px", ">=32px"]
+    assert sum(b["n"] for b in sizes.values()) == c["n"] == n
+    assert sum(b["n"] * b["accuracy"] for b in sizes.values() if b["n"]) / n == pytest.approx(c["accuracy"])
+    # errors.png: one 128-px tile per misclassified crop (8 per row), or no file when there is none
+    wrong = sum(r["label"] != r["predicted"] for r in rows)
+    assert wrong == round(n * (1 - c["accuracy"]))
+    grid = cv2.imread(str(out / "errors.png"))
+    if wrong:
+        assert grid.shape == (128 * -(-min(wrong, 64) // 8), 128 * 8, 3)
+        assert "errors.png" in md
+    else:
+        assert grid is None and "errors.png" not in md
 
 
 def test_eval_known_maps_give_known_iou(voc, ckpt, tmp_path, monkeypatch):

@@ -104,12 +104,14 @@ class EvalOptions:
 
 @dataclass
 class Crops:
-    """Evaluation crops as arrays: images (N of (S, S, 3) BGR), boxes (N, 4), labels, files."""
+    """Evaluation crops as arrays: images (N of (S, S, 3) BGR), boxes (N, 4), labels, files, and
+    face_px (N,): the face box's shorter side in the source photo (NaN when unknown)."""
 
     images: list
     boxes: np.ndarray
     labels: list
     files: list
+    face_px: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.images)
@@ -173,8 +175,10 @@ def make_crops(data: Path, images: Sequence, seed: int, size: int, limit: int = 
         raise UserError(str(exc)) from None
     if limit > 0:
         cs = cs[:limit]
+    face_px = np.array([min(c.source_box[2] - c.source_box[0], c.source_box[3] - c.source_box[1])
+                        if c.source_box is not None else np.nan for c in cs], np.float64)
     return Crops([c.image for c in cs], np.array([c.box for c in cs], np.float64).reshape(-1, 4),
-                 [c.label for c in cs], [c.source_file for c in cs])
+                 [c.label for c in cs], [c.source_file for c in cs], face_px)
 
 
 # ----------------------------------------------------------------------------- maps
@@ -316,8 +320,27 @@ def write_calibrated_checkpoint(src: Path, dst: Path, thresholds: dict) -> Path:
 # ----------------------------------------------------------------------------- scores
 
 
-def classification(logits: torch.Tensor, labels: Sequence[str], class_names: Sequence[str]) -> dict:
-    """Accuracy and balanced accuracy (mean per-class recall over classes present) of the crops."""
+FACE_SIZE_BUCKETS = ((0.0, 16.0), (16.0, 32.0), (32.0, float("inf")))
+
+
+def classification(logits: torch.Tensor, labels: Sequence[str], class_names: Sequence[str],
+                   face_px: np.ndarray | None = None) -> dict:
+    """Accuracy and balanced accuracy (mean per-class recall over classes present) of the crops.
+
+    With ``face_px`` (N,) (face shorter side in the source photo) the same numbers are also given
+    per size bucket (< 16, 16-32, >= 32 px) under ``by_face_size``.
+    """
+    out = _classification(logits, labels, class_names)
+    if face_px is not None and len(face_px) == len(labels):
+        out["by_face_size"] = {}
+        for lo, hi in FACE_SIZE_BUCKETS:
+            sel = [i for i, v in enumerate(face_px) if lo <= v < hi]
+            name = f">={lo:g}px" if hi == float("inf") else f"{lo:g}-{hi:g}px"
+            out["by_face_size"][name] = _classification(logits[sel], [labels[i] for i in sel], class_names)
+    return out
+
+
+def _classification(logits: torch.Tensor, labels: Sequence[str], class_names: Sequence[str]) -> dict:
     idx = {c: i for i, c in enumerate(class_names)}
     keep = [i for i, lb in enumerate(labels) if lb in idx]
     if not keep:
@@ -424,7 +447,7 @@ def run_eval(opts: EvalOptions) -> dict:
         comparison["ranking_by_iou"] = ranking
 
     report = {
-        "classification": classification(ms.logits, crops.labels, ckpt.meta.class_names),
+        "classification": classification(ms.logits, crops.labels, ckpt.meta.class_names, crops.face_px),
         "localization": loc,
         "per_class": per_class,
         "comparison": comparison,
@@ -446,12 +469,31 @@ def run_eval(opts: EvalOptions) -> dict:
         render_figure(opts.out / "figure.png", [crops.images[i] for i in rows], crops.boxes[rows],
                       [crops.labels[i] for i in rows], methods, fig_maps,
                       {m: scores[m].pred[rows] for m in methods}, {m: scores[m].iou[rows] for m in methods})
+    err_png = write_errors(opts.out / "errors.png", crops, ms.logits, ckpt.meta.class_names)
+    report["setup"]["errors_figure"] = err_png.name if err_png else None
     report["setup"]["elapsed_s"] = round(time.time() - t0, 1)
     (opts.out / "report.json").write_text(json.dumps(_jsonable(report), indent=2) + "\n")
     write_markdown(opts.out / "report.md", report)
     write_per_crop(opts.out / "per_crop.csv", crops, ms.logits, ckpt.meta.class_names, scores)
     log.info("wrote %s, report.md, figure.png (%.1f s)", opts.out / "report.json", time.time() - t0)
     return report
+
+
+def write_errors(path: Path, crops: Crops, logits: torch.Tensor, class_names: Sequence[str],
+                 limit: int = 64) -> Path | None:
+    """``errors.png``: the misclassified crops (most confident first, at most ``limit``), zoomed on the face."""
+    from tools.eval_figure import render_errors
+
+    probs = logits.float().softmax(1)
+    conf, pred = probs.max(1)
+    wrong = [i for i in range(len(crops)) if crops.labels[i] in class_names and class_names[int(pred[i])] != crops.labels[i]]
+    wrong = sorted(wrong, key=lambda i: -float(conf[i]))[:limit]
+    if path.exists():
+        path.unlink()  # a stale grid from an earlier run would be misleading
+    face_px = crops.face_px if crops.face_px is not None else np.full(len(crops), np.nan)
+    return render_errors(path, [crops.images[i] for i in wrong], crops.boxes[wrong], [crops.labels[i] for i in wrong],
+                         [class_names[int(pred[i])] for i in wrong], [float(conf[i]) for i in wrong],
+                         [float(face_px[i]) for i in wrong])
 
 
 def write_per_crop(path: Path, crops: Crops, logits: torch.Tensor, class_names: Sequence[str],

@@ -76,3 +76,45 @@ def render_figure(
     if not cv2.imwrite(str(path), sheet):
         raise OSError(f"{path}: could not write the figure")
     return path
+
+
+def render_errors(
+    path: str | Path,
+    images: Sequence[np.ndarray],
+    gt_boxes: np.ndarray,
+    labels: Sequence[str],
+    predicted: Sequence[str],
+    confidence: Sequence[float],
+    face_px: Sequence[float],
+    tile: int = 128,
+    cols: int = 8,
+) -> Path | None:
+    """A grid of misclassified crops, each zoomed on its face (box side + 1/3 margin).
+
+    Args:
+        images: N BGR crops (S, S, 3); gt_boxes: (N, 4) their face boxes in crop pixels.
+        labels, predicted: true and predicted class per crop; confidence: the predicted
+            class's probability; face_px: the face's shorter side in the original photo.
+        tile: side of each tile in pixels; cols: tiles per row.
+
+    Returns:
+        The path written, or None when there is nothing to draw.
+    """
+    if not len(images):
+        return None
+    tiles = []
+    for img, b, lb, pr, p, fpx in zip(images, gt_boxes, labels, predicted, confidence, face_px):
+        x1, y1, x2, y2 = (int(round(v)) for v in b)
+        m = max(4, (x2 - x1) // 3)
+        h, w = img.shape[:2]
+        face = img[max(0, y1 - m):min(h, y2 + m), max(0, x1 - m):min(w, x2 + m)]
+        t = cv2.resize(face, (tile, tile), interpolation=cv2.INTER_NEAREST)  # keep the pixels visible
+        _label(t, f"true {lb.replace('_mask', '')}", (3, 13), 0.4)
+        _label(t, f"pred {pr.replace('_mask', '')} {p:.2f}", (3, 28), 0.4)
+        _label(t, f"face {fpx:.0f}px", (3, tile - 6), 0.4)
+        tiles.append(t)
+    while len(tiles) % cols:
+        tiles.append(np.zeros_like(tiles[0]))
+    grid = np.vstack([np.hstack(tiles[r:r + cols]) for r in range(0, len(tiles), cols)])
+    cv2.imwrite(str(path), grid)
+    return Path(path)

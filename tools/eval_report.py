@@ -9,6 +9,20 @@ PAPER = {  # Örnek & Ceylan 2024, their own (non-public) data, ResNet18: mean I
 }
 
 
+def _by_size(b: dict | None) -> list[str]:
+    """Classification per face-size bucket (``classification.by_face_size``) as a table."""
+    if not b:
+        return []
+    names = list(dict.fromkeys(k for v in b.values() for k in v.get("recall", {})))
+    rows = ["| face size in the photo | n | accuracy | balanced accuracy | "
+            + " | ".join(f"{n} recall" for n in names) + " |", "|" + "---|" * (4 + len(names))]
+    for k, v in b.items():
+        rec = v.get("recall", {})
+        rows.append(f"| {k} | {v['n']} | {_f(v['accuracy'])} | {_f(v['balanced_accuracy'])} | "
+                    + " | ".join(_f(rec.get(n)) for n in names) + " |")
+    return [*rows, ""]
+
+
 def _ci(v: list | None) -> str:
     if not v or v[0] is None:
         return "–"
@@ -72,6 +86,9 @@ def write_markdown(path: str | Path, report: dict) -> Path:
         + ("; recall per class: " + ", ".join(f"{k} {v:.4f}" for k, v in c.get('recall', {}).items())
            if c.get("recall") else "") + ".",
         "",
+        *_by_size(c.get("by_face_size")),
+        *([f"Misclassified crops, most confident first, zoomed on the face: ![errors]({s['errors_figure']})", ""]
+          if s.get("errors_figure") else []),
         "## Localisation, all crops (paper Tables 1–2: IoU and Dice)",
         "",
         *_table(loc, methods, True),
