@@ -116,12 +116,12 @@ def test_eval_end_to_end_all_split(voc, ckpt, tmp_path, capsys):
     assert list(sizes) == ["0-16px", "16-32px", ">=32px"]
     assert sum(b["n"] for b in sizes.values()) == c["n"] == n
     assert sum(b["n"] * b["accuracy"] for b in sizes.values() if b["n"]) / n == pytest.approx(c["accuracy"])
-    # errors.png: one 128-px tile per misclassified crop (8 per row), or no file when there is none
+    # errors.png: one 160-px tile per misclassified crop (8 per row), or no file when there is none
     wrong = sum(r["label"] != r["predicted"] for r in rows)
     assert wrong == round(n * (1 - c["accuracy"]))
     grid = cv2.imread(str(out / "errors.png"))
     if wrong:
-        assert grid.shape == (128 * -(-min(wrong, 64) // 8), 128 * 8, 3)
+        assert grid.shape == (160 * -(-min(wrong, 64) // 8), 160 * 8, 3)
         assert "errors.png" in md
     else:
         assert grid is None and "errors.png" not in md

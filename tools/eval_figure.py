@@ -86,7 +86,7 @@ def render_errors(
     predicted: Sequence[str],
     confidence: Sequence[float],
     face_px: Sequence[float],
-    tile: int = 128,
+    tile: int = 160,
     cols: int = 8,
 ) -> Path | None:
     """A grid of misclassified crops, each zoomed on its face (box side + 1/3 margin).
@@ -109,9 +109,9 @@ def render_errors(
         h, w = img.shape[:2]
         face = img[max(0, y1 - m):min(h, y2 + m), max(0, x1 - m):min(w, x2 + m)]
         t = cv2.resize(face, (tile, tile), interpolation=cv2.INTER_NEAREST)  # keep the pixels visible
-        _label(t, f"true {lb.replace('_mask', '')}", (3, 13), 0.4)
-        _label(t, f"pred {pr.replace('_mask', '')} {p:.2f}", (3, 28), 0.4)
-        _label(t, f"face {fpx:.0f}px", (3, tile - 6), 0.4)
+        _label(t, f"true: {lb.replace('_mask', '')}", (4, 16), 0.45)
+        _label(t, f"pred: {pr.replace('_mask', '')}", (4, 34), 0.45)
+        _label(t, f"p={p:.2f}  face {fpx:.0f}px", (4, tile - 8), 0.45)
         tiles.append(t)
     while len(tiles) % cols:
         tiles.append(np.zeros_like(tiles[0]))
