@@ -566,7 +566,8 @@ def add_arguments(p) -> None:
     """Options of ``maskstream eval`` (also used by ``python -m tools.eval``)."""
     p.add_argument("--data", type=Path, required=True,
                    help="VOC-style folder: annotations.json + images (e.g. ../shared/data/facemask_voc)")
-    p.add_argument("--out", type=Path, required=True, help="output folder for report.json, report.md, figure.png")
+    p.add_argument("--out", type=Path, required=True,
+                   help="output folder for report.json, report.md, figure.png, errors.png, per_crop.csv")
     p.add_argument("--methods", default="all",
                    help=f"'all' or a comma list of: {', '.join(ALL_METHODS)}")
     p.add_argument("--checkpoint", type=Path, default=None,

@@ -7,8 +7,9 @@ DESCRIPTION = (
     "Evaluate the model and every map method (gradcam, gradcam++, layercam, eigencam, haycam, haycam+, and the "
     "high-resolution haycam+hr) on context crops cut from a VOC-style folder (annotations.json + images). "
     "By default only the held-out test side of the shared split is used; box thresholds come from the "
-    "checkpoint (fit them on the val side with --calibrate). Writes OUT/report.json, OUT/report.md and "
-    "OUT/figure.png."
+    "checkpoint (fit them on the val side with --calibrate). Writes OUT/report.json, OUT/report.md (tables "
+    "with 95% bootstrap intervals, accuracy by face size), OUT/figure.png (example maps and boxes), "
+    "OUT/errors.png (the misclassified crops) and OUT/per_crop.csv."
 )
 ORDER = 60
 
@@ -25,5 +26,7 @@ def run(args) -> int:
     report = run_eval(options_from_args(args))
     loc = report["localization"]
     best = max(loc, key=lambda m: loc[m]["iou"])
-    print(f"wrote {args.out}/report.json, report.md, figure.png; best mean IoU: {best} {loc[best]['iou']:.4f}")
+    c = report["classification"]
+    print(f"wrote {args.out}/report.json, report.md, figure.png, errors.png, per_crop.csv; "
+          f"accuracy {c['accuracy']:.4f}; best mean IoU: {best} {loc[best]['iou']:.4f}")
     return 0
