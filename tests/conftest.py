@@ -14,6 +14,16 @@ TEST_DEVICE = os.environ.get("MASKSTREAM_TEST_DEVICE", "cpu")
 SHARED = ROOT.parent / "shared"
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch intra-op thread for a module (``pytestmark = pytest.mark.usefixtures("one_thread")``):
+    tiny convs run faster without oversubscribing the shared 2-core box."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """../shared/data, or skip the test cleanly when it is absent."""

@@ -20,12 +20,7 @@ SIZE = 64  # model input: tiny and fast; maps are 2x2 (4x4 for haycam+hr)
 FAST = ["--bootstrap", "50", "--cam-step", "0.05", "--threads", "1", "--no-progress", "--figure-rows", "2"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def draw_face(img: np.ndarray, box: tuple[int, int, int, int], masked: bool) -> None:

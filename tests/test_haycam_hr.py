@@ -11,13 +11,7 @@ from core.cams.haycam_hr import HiResConfig, HiResHayCAM, dilated_copy, shift_an
 _MODELS: dict = {}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny convs: one intra-op thread avoids oversubscription on the shared 2-core box."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def get_model(backbone: str):

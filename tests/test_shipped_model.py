@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import cv2
 import pytest
-import torch
 
 from core import explain
 from core.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
@@ -22,12 +21,12 @@ SAMPLES = ROOT / "core/assets/samples"
 FACE_BOX = (50.0, 50.0, 160.0, 160.0)
 
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
 @pytest.fixture(scope="module")
 def ckpt():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield load_checkpoint(DEFAULT_CHECKPOINT)
-    torch.set_num_threads(n)
+    return load_checkpoint(DEFAULT_CHECKPOINT)
 
 
 @pytest.mark.parametrize("name, label", [

@@ -320,9 +320,6 @@ def write_calibrated_checkpoint(src: Path, dst: Path, thresholds: dict) -> Path:
 # ----------------------------------------------------------------------------- scores
 
 
-FACE_SIZE_BUCKETS = ((0.0, 16.0), (16.0, 32.0), (32.0, float("inf")))
-
-
 def classification(logits: torch.Tensor, labels: Sequence[str], class_names: Sequence[str],
                    face_px: np.ndarray | None = None) -> dict:
     """Accuracy and balanced accuracy (mean per-class recall over classes present) of the crops.
@@ -330,12 +327,13 @@ def classification(logits: torch.Tensor, labels: Sequence[str], class_names: Seq
     With ``face_px`` (N,) (face shorter side in the source photo) the same numbers are also given
     per size bucket (< 16, 16-32, >= 32 px) under ``by_face_size``.
     """
+    from tools.train_diagnostics import face_size_buckets
+
     out = _classification(logits, labels, class_names)
     if face_px is not None and len(face_px) == len(labels):
         out["by_face_size"] = {}
-        for lo, hi in FACE_SIZE_BUCKETS:
-            sel = [i for i, v in enumerate(face_px) if lo <= v < hi]
-            name = f">={lo:g}px" if hi == float("inf") else f"{lo:g}-{hi:g}px"
+        for name, mask in face_size_buckets(face_px).items():
+            sel = np.flatnonzero(mask).tolist()
             out["by_face_size"][name] = _classification(logits[sel], [labels[i] for i in sel], class_names)
     return out
 

@@ -36,6 +36,13 @@ ZOOMS = (0.6, 0.4)
 SIZE_BUCKETS = ((0, 16), (16, 32), (32, 10**9))
 
 
+def face_size_buckets(face_px: np.ndarray) -> dict[str, np.ndarray]:
+    """Boolean masks (N,) per face-size bucket name (``0-16px``, ``16-32px``, ``>=32px``) of the
+    faces' shorter sides ``face_px`` (N,) in the photo; NaN belongs to no bucket."""
+    px = np.asarray(face_px, dtype=np.float64)
+    return {f"{lo}-{hi}px" if hi < 10**9 else f">={lo}px": (px >= lo) & (px < hi) for lo, hi in SIZE_BUCKETS}
+
+
 def _predict(model: CamModel, images: np.ndarray, device: torch.device, batch: int = 128) -> np.ndarray:
     from tools.train import _predict as pred, _to_input
 
@@ -106,10 +113,7 @@ def _by_face_size(model: CamModel, spec: DataSpec, test_ims, device: torch.devic
         pred = _predict(model, np.stack([x[0] for x in r]), device)
         lab = np.array([x[1] for x in r])
         px = np.array([x[2] for x in r])
-        out[name] = {}
-        for lo, hi in SIZE_BUCKETS:
-            m = (px >= lo) & (px < hi)
-            out[name][f"{lo}-{hi}px" if hi < 10**9 else f">={lo}px"] = binary_metrics(pred[m], lab[m])
+        out[name] = {bucket: binary_metrics(pred[m], lab[m]) for bucket, m in face_size_buckets(px).items()}
     return out
 
 
