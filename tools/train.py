@@ -48,6 +48,7 @@ from core.model import CamModel, ModelMeta
 from core.preprocess import normalize
 from stream.errors import UserError
 from tools.train_backbones import PRETRAINED, build_backbone
+from tools.train_budget import PLAN_EPOCHS, plan_epochs
 from tools.train_features import extract, make_runner
 from tools.train_metrics import domain_metrics
 
@@ -207,10 +208,11 @@ def fit(model: nn.Module, train_step_input, n_train: int, y_train: np.ndarray, v
         start_epoch, best_score, history = int(st["epoch"]), float(st["best_score"]), list(st["history"])
         best_state, best_val = st["best_state"], st["best_val"]
         log.info("resumed from %s at epoch %d (best val score %.4f)", sp, start_epoch, best_score)
-    t_start = time.time()
+    t_start, epoch_seconds = time.time(), []
     for epoch in range(start_epoch, args.epochs):
         if epoch >= n_epochs:
             break
+        t_epoch = time.time()
         if freeze is not None:
             freeze(epoch)
         model.train()
@@ -241,15 +243,15 @@ def fit(model: nn.Module, train_step_input, n_train: int, y_train: np.ndarray, v
         log.info("epoch %d/%d: train loss %.4f, val score (mean balanced acc over domains) %.4f %s", epoch + 1,
                  n_epochs, run_loss / max(1, seen), vm["score"],
                  {d: round(vm[d].get("accuracy", float("nan")), 4) for d in DOMAINS if d in vm})
-        if args.time_budget is not None and epoch == start_epoch:
-            # fit the remaining epochs into the budget, and end the cosine schedule there
-            per_epoch = time.time() - t_start
-            fit_n = start_epoch + max(1, int(args.time_budget / max(per_epoch, 1e-6)))
-            if fit_n < n_epochs:
+        epoch_seconds.append(time.time() - t_epoch)
+        if args.time_budget is not None and len(epoch_seconds) <= PLAN_EPOCHS:
+            # fit the run into the budget and end the cosine schedule there (tools/train_budget.py)
+            fit_n = plan_epochs(args.time_budget, epoch_seconds, epoch + 1, args.epochs)
+            if fit_n != n_epochs:
                 n_epochs = fit_n
                 total[0] = steps_per_epoch * n_epochs
-                log.warning("--time-budget %.0fs: %.1fs per epoch, so training stops after epoch %d of %d",
-                            args.time_budget, per_epoch, n_epochs, args.epochs)
+                log.warning("--time-budget %.0fs: %.1fs for the fastest epoch so far, so training stops after "
+                            "epoch %d of %d", args.time_budget, min(epoch_seconds), n_epochs, args.epochs)
         if vm["score"] > best_score:
             best_score, best_val = vm["score"], vm
             best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
