@@ -76,13 +76,8 @@ def save_checkpoint(
     return path
 
 
-def load_checkpoint(path: str | os.PathLike | None = None, map_location: str | torch.device = "cpu") -> Checkpoint:
-    """Load a maskstream checkpoint (default: the shipped model) into an eval-mode ``CamModel``.
-
-    Raises:
-        CheckpointError: naming the file, when it is missing, not a torch file, not a
-            maskstream checkpoint, or its weights do not fit the backbone it names.
-    """
+def _read_blob(path: str | os.PathLike | None, map_location: str | torch.device = "cpu") -> tuple[Path, dict]:
+    """(path, the checked file dict) of a maskstream checkpoint (default: the shipped model)."""
     path = Path(path) if path is not None else DEFAULT_CHECKPOINT
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path}: no such file")
@@ -94,6 +89,30 @@ def load_checkpoint(path: str | os.PathLike | None = None, map_location: str | t
         raise CheckpointError(f"checkpoint {path}: not a maskstream checkpoint (missing format={FORMAT!r})")
     if int(blob.get("version", 0)) > VERSION:
         raise CheckpointError(f"checkpoint {path}: version {blob.get('version')} is newer than this maskstream ({VERSION})")
+    return path, blob
+
+
+def read_thresholds(path: str | os.PathLike | None = None) -> dict:
+    """The ``thresholds`` entry of a checkpoint (default: the shipped model), without building its model.
+
+    Returns:
+        ``{method: {"mode", "value", "min_area", ...}}`` as fitted by ``maskstream eval --calibrate``
+        (empty when the file stores none).
+
+    Raises:
+        CheckpointError: as :func:`load_checkpoint`.
+    """
+    return dict(_read_blob(path)[1].get("thresholds", {}))
+
+
+def load_checkpoint(path: str | os.PathLike | None = None, map_location: str | torch.device = "cpu") -> Checkpoint:
+    """Load a maskstream checkpoint (default: the shipped model) into an eval-mode ``CamModel``.
+
+    Raises:
+        CheckpointError: naming the file, when it is missing, not a torch file, not a
+            maskstream checkpoint, or its weights do not fit the backbone it names.
+    """
+    path, blob = _read_blob(path, map_location)
     try:
         meta = ModelMeta.from_dict(blob["meta"])
     except (KeyError, ValueError, TypeError) as exc:

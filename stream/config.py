@@ -31,7 +31,7 @@ DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
 DEVICES = ("auto", "cpu", "cuda")
 BACKENDS = ("torch", "onnxruntime")
 MODES = ("frame", "faces")
-THRESHOLD_MODES = ("fraction", "percentile", "otsu")
+THRESHOLD_MODES = ("calibrated", "fraction", "percentile", "otsu")
 COLORMAPS = ("jet", "turbo", "inferno", "viridis", "hot", "magma", "plasma")
 
 
@@ -110,25 +110,33 @@ class SourcesConfig:
 
 @dataclass(frozen=True)
 class ThresholdConfig:
-    """How maps become boxes (see ``core.boxes.Threshold``)."""
+    """How maps become boxes (see ``core.boxes.Threshold``).
 
-    mode: str = "fraction"
+    ``calibrated`` (the default) takes the mode and value the checkpoint stores for the worker's method
+    (fitted on the val split by ``maskstream eval --calibrate``), so ``run`` draws the boxes ``explain``
+    and ``eval`` report; ``value`` is then the fraction used when the checkpoint stores none (an ONNX
+    file given alone, an uncalibrated checkpoint). ``min_area`` always comes from here: it drops
+    specks in live frames.
+    """
+
+    mode: str = "calibrated"
     value: float = 0.5
     min_area: float = 0.01
 
     def __post_init__(self) -> None:
         _check(self.mode in THRESHOLD_MODES, "mode", f"must be one of {', '.join(THRESHOLD_MODES)}, got {self.mode!r}")
-        if self.mode == "fraction":
-            _check(0.0 <= self.value <= 1.0, "value", f"must be in [0, 1] for mode fraction, got {self.value}")
+        if self.mode in ("fraction", "calibrated"):
+            _check(0.0 <= self.value <= 1.0, "value", f"must be in [0, 1] for mode {self.mode}, got {self.value}")
         if self.mode == "percentile":
             _check(0.0 <= self.value <= 100.0, "value", f"must be in [0, 100] for mode percentile, got {self.value}")
         _check(0.0 <= self.min_area < 1.0, "min_area", f"must be in [0, 1), got {self.min_area}")
 
     def to_core(self):
-        """The ``core.boxes.Threshold`` for this section."""
+        """The ``core.boxes.Threshold`` for this section (``calibrated`` unresolved: its fraction fallback)."""
         from core.boxes import Threshold
 
-        return Threshold(self.mode, float(self.value), float(self.min_area))
+        mode = "fraction" if self.mode == "calibrated" else self.mode
+        return Threshold(mode, float(self.value), float(self.min_area))
 
 
 @dataclass(frozen=True)

@@ -184,6 +184,37 @@ class TorchBackend:
         return w.detach().float(), b.detach().float()
 
 
+def resolve_threshold(cfg: WorkerConfig):
+    """The ``core.boxes.Threshold`` the worker draws boxes with.
+
+    ``threshold.mode: calibrated`` reads the checkpoint's stored threshold for ``cfg.method`` (no model
+    is built); an ONNX file given without its checkpoint, or a checkpoint without one for the method,
+    falls back to ``fraction`` at ``threshold.value``, with a log line saying so.
+    """
+    t = cfg.threshold
+    if t.mode != "calibrated":
+        return t.to_core()
+    from core.boxes import Threshold
+    from core.checkpoint import read_thresholds
+    from core.localization import threshold_from_dict
+
+    if cfg.onnx_path is not None and cfg.checkpoint is None:
+        log.info("threshold: calibrated, but an ONNX file carries none; using fraction %.2f", t.value)
+        return t.to_core()
+    stored = read_thresholds(cfg.checkpoint).get(cfg.method)
+    if stored is None:
+        log.info("threshold: %s stores no calibrated threshold for %s; using fraction %.2f",
+                 cfg.checkpoint or "the shipped model", cfg.method, t.value)
+        return t.to_core()
+    try:
+        fitted = threshold_from_dict(stored, f"checkpoint {cfg.checkpoint or 'shipped'}: thresholds[{cfg.method!r}]")
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    log.info("threshold: %s %.2f for %s (calibrated on val), min_area %.3f", fitted.mode, fitted.value,
+             cfg.method, t.min_area)
+    return Threshold(fitted.mode, fitted.value, float(t.min_area))
+
+
 def create_backend(cfg: WorkerConfig) -> Any:
     """The inference backend for ``cfg``: ``core.backends.create_backend`` when present, else torch."""
     try:
@@ -235,7 +266,7 @@ class Processor:
         self.class_names = tuple(self.meta.class_names)
         s = int(self.meta.input_size)
         self.input_size = (s, s)
-        self.threshold = cfg.threshold.to_core()
+        self.threshold = resolve_threshold(cfg)
         self.options = {"variance_fraction": cfg.variance_fraction}
         w, b = backend.head_weights()
         self.head_w = w.to(backend.device).float()

@@ -34,7 +34,7 @@ def test_layers_overlay_in_order(tmp_path):
     f.write_text("worker:\n  batch_size: 8\n  threshold: {value: 0.3}\n")
     cfg = load_config(f, {"worker": {"batch_size": 2}})
     assert cfg.worker.batch_size == 2  # command line wins
-    assert cfg.worker.threshold.value == 0.3 and cfg.worker.threshold.mode == "fraction"  # deep merge
+    assert cfg.worker.threshold.value == 0.3 and cfg.worker.threshold.mode == "calibrated"  # deep merge
     assert cfg.worker.threshold.to_core().value == 0.3
 
 

@@ -23,7 +23,7 @@ from core.explain import explain  # noqa: E402
 from core.preprocess import images_to_input  # noqa: E402
 from stream.config import WorkerConfig  # noqa: E402
 from stream.frames import Frame, SourceEvent, SourceState  # noqa: E402
-from stream.worker import BatchWorker, Done, FrameResult, Processor, SkippedFrame, as_bgr  # noqa: E402
+from stream.worker import BatchWorker, Done, FrameResult, Processor, SkippedFrame, as_bgr, resolve_threshold  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +52,7 @@ def test_frame_mode_matches_core_explain(backend, method):
     frames = [make_frame("a", i, h=60, w=100) for i in range(3)]
     results = proc.process(frames)
     x = images_to_input([f.image for f in frames], backend.meta)
-    ref = explain(backend.model, x, method, threshold=cfg.threshold.to_core(), options={"variance_fraction": 0.9})
+    ref = explain(backend.model, x, method, threshold=resolve_threshold(cfg), options={"variance_fraction": 0.9})
     for i, r in enumerate(results):
         assert isinstance(r, FrameResult) and r.frame is frames[i]
         assert r.label == CLASSES[int(ref.labels[i])]
