@@ -236,3 +236,18 @@ def test_help_documents_options(capsys):
     text = capsys.readouterr().out
     for opt in ("--data", "--methods", "--checkpoint", "--out", "--seed", "--split", "--calibrate"):
         assert opt in text
+
+
+def test_eval_ablation_runs_on_val_and_refuses_bad_input(voc, ckpt, tmp_path, capsys):
+    from tools.eval_ablation import FRACTIONS, cli
+
+    out = tmp_path / "abl.json"
+    assert cli(["--data", str(voc), "--checkpoint", str(ckpt), "--limit", "4", "--out", str(out), "--threads", "1"]) == 0
+    rows = {r["variant"]: r for r in json.loads(out.read_text())["rows"]}
+    assert {f"haycam+ f={f}" for f in FRACTIONS} | {"eigencam", "gradcam", "haycam+ flipped"} <= set(rows)
+    for r in rows.values():
+        assert 0.0 <= r["val_iou"] <= 1.0 and 0.0 <= r["peak_in_box"] <= 1.0
+    capsys.readouterr()
+    assert cli(["--data", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err
+    assert "nowhere" in err and "Traceback" not in err

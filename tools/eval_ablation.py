@@ -26,11 +26,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from core.cams import CamInputs
 from core.cams.haycam import haycam_plus
@@ -78,14 +80,15 @@ def main(argv=None) -> int:
     _, val_images = load_splits(args.data, "test", args.seed)
     val = make_crops(args.data, val_images, args.seed, ckpt.meta.input_size, args.limit)
     size = (ckpt.meta.input_size,) * 2
+    print(f"{len(val)} val crops; maps for {len(FRACTIONS) + 2 + 3 + len(HR_CANDIDATES)} variants, then a threshold each", file=sys.stderr)
     maps, counts = haycam_variants(ckpt, val)
     hr = {f"haycam+hr {c.variant}{'/' + c.fuse if c.variant == 'fuse' else ''} f={c.variance_fraction}": c
           for c in HR_CANDIDATES}
-    ms = compute_maps(ckpt, val, ["eigencam", "gradcam", "layercam"], hr, progress=False)
+    ms = compute_maps(ckpt, val, ["eigencam", "gradcam", "layercam"], hr, progress=True)
     maps.update(ms.maps)
     rows = []
     cands = threshold_candidates()
-    for name, m in maps.items():
+    for name, m in tqdm(maps.items(), desc="variants", unit="map", file=sys.stderr):
         cal = calibrate_threshold(m, val.boxes, cands, size)
         sc = score_method(m, val.boxes, cal.threshold, size)
         gt_area = (val.boxes[:, 2] - val.boxes[:, 0]) * (val.boxes[:, 3] - val.boxes[:, 1])
@@ -111,5 +114,17 @@ def main(argv=None) -> int:
     return 0
 
 
+def cli(argv=None) -> int:
+    """``main`` with bad input (a missing data folder, an unreadable checkpoint) as one line and exit 2."""
+    from core.checkpoint import CheckpointError
+    from stream.errors import UserError
+
+    try:
+        return main(argv)
+    except (UserError, CheckpointError) as exc:
+        print(f"eval_ablation: error: {exc}", file=sys.stderr)
+        return 2
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(cli())
