@@ -208,11 +208,22 @@ def fit(model: nn.Module, train_step_input, n_train: int, y_train: np.ndarray, v
         start_epoch, best_score, history = int(st["epoch"]), float(st["best_score"]), list(st["history"])
         best_state, best_val = st["best_state"], st["best_val"]
         log.info("resumed from %s at epoch %d (best val score %.4f)", sp, start_epoch, best_score)
-    t_start, epoch_seconds = time.time(), []
+    t_start, t_epoch, epoch_seconds = time.time(), None, []
     for epoch in range(start_epoch, args.epochs):
+        now = time.time()
+        if t_epoch is not None:  # the last epoch, start to start: its checkpoint write included
+            epoch_seconds.append(now - t_epoch)
+            if args.time_budget is not None and len(epoch_seconds) <= PLAN_EPOCHS:
+                # fit the run into the budget and end the cosine schedule there (tools/train_budget.py)
+                fit_n = plan_epochs(args.time_budget, epoch_seconds, epoch, args.epochs)
+                if fit_n != n_epochs:
+                    n_epochs = fit_n
+                    total[0] = steps_per_epoch * n_epochs
+                    log.warning("--time-budget %.0fs: %.1fs for the fastest epoch so far, so training stops after "
+                                "epoch %d of %d", args.time_budget, min(epoch_seconds), n_epochs, args.epochs)
         if epoch >= n_epochs:
             break
-        t_epoch = time.time()
+        t_epoch = now
         if freeze is not None:
             freeze(epoch)
         model.train()
@@ -243,15 +254,6 @@ def fit(model: nn.Module, train_step_input, n_train: int, y_train: np.ndarray, v
         log.info("epoch %d/%d: train loss %.4f, val score (mean balanced acc over domains) %.4f %s", epoch + 1,
                  n_epochs, run_loss / max(1, seen), vm["score"],
                  {d: round(vm[d].get("accuracy", float("nan")), 4) for d in DOMAINS if d in vm})
-        epoch_seconds.append(time.time() - t_epoch)
-        if args.time_budget is not None and len(epoch_seconds) <= PLAN_EPOCHS:
-            # fit the run into the budget and end the cosine schedule there (tools/train_budget.py)
-            fit_n = plan_epochs(args.time_budget, epoch_seconds, epoch + 1, args.epochs)
-            if fit_n != n_epochs:
-                n_epochs = fit_n
-                total[0] = steps_per_epoch * n_epochs
-                log.warning("--time-budget %.0fs: %.1fs for the fastest epoch so far, so training stops after "
-                            "epoch %d of %d", args.time_budget, min(epoch_seconds), n_epochs, args.epochs)
         if vm["score"] > best_score:
             best_score, best_val = vm["score"], vm
             best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
