@@ -199,3 +199,25 @@ def test_zoom_out_hand_computed():
     assert z.shape == (10, 10, 3)
     assert (z[:, :3] == 200).all() and (z[:, 7:] == 0).all()  # replicated left/right edges
     assert (z[3:7, 3:5] == 200).all() and (z[3:7, 5:7] == 0).all()
+
+
+def test_small_face_copies_add_windows_for_small_faces_only(roots):
+    from core.data.training_set import build_set
+
+    voc, crops = map(str, roots)
+    base = dict(size=32, context_copies=1, min_face_px=4.0)
+    ctx = lambda s: s.images[s.domains == 2]  # noqa: E731
+    plain = build_set(DataSpec(voc, crops, **base), "train")
+    # every face counts as small: the extra seed is exactly the second regular copy
+    every = build_set(DataSpec(voc, crops, small_face_copies=1, small_face_px=1e9, **base), "train")
+    two = build_set(DataSpec(voc, crops, **{**base, "context_copies": 2}), "train")
+    assert len(ctx(two)) > len(ctx(plain))
+    np.testing.assert_array_equal(ctx(every), ctx(two))
+    # no face is small: nothing is added
+    none = build_set(DataSpec(voc, crops, small_face_copies=2, small_face_px=0.0, **base), "train")
+    np.testing.assert_array_equal(ctx(none), ctx(plain))
+    # val/test never get extra windows, and runs without the option keep their old fingerprint
+    val = build_set(DataSpec(voc, crops, small_face_copies=3, small_face_px=1e9, **base), "val")
+    np.testing.assert_array_equal(ctx(val), ctx(build_set(DataSpec(voc, crops, **base), "val")))
+    assert fingerprint(DataSpec(voc, crops, small_face_px=99.0, **base)) == fingerprint(DataSpec(voc, crops, **base))
+    assert fingerprint(DataSpec(voc, crops, small_face_copies=1, **base)) != fingerprint(DataSpec(voc, crops, **base))

@@ -65,6 +65,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--voc-root", type=Path, default=DEFAULT_DATA / "facemask_voc", help="facemask_voc folder")
     g.add_argument("--crops-root", type=Path, default=DEFAULT_DATA / "facemask_crops", help="facemask_crops folder")
     g.add_argument("--context-copies", type=int, default=2, help="context windows drawn per training face")
+    g.add_argument("--small-face-copies", type=int, default=0,
+                   help="extra context windows for training faces under --small-face-px (the hard ones)")
+    g.add_argument("--small-face-px", type=float, default=16.0, help="shorter side that counts as a small face")
     g.add_argument("--min-face-px", type=float, default=8.0, help="skip training faces with a shorter side below this")
     g.add_argument("--no-named-web", action="store_true",
                    help="leave facemask_crops' named web with_mask images (often wide shots) out of training")
@@ -336,6 +339,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         spec = DataSpec(str(args.voc_root), str(args.crops_root), size=args.input_size,
                         context_copies=args.context_copies, min_face_px=args.min_face_px,
+                        small_face_copies=args.small_face_copies, small_face_px=args.small_face_px,
                         crops_named_with_mask=not args.no_named_web, limit=args.limit)
     except ValueError as exc:
         raise UserError(str(exc)) from None

@@ -82,6 +82,9 @@ class DataSpec:
         crops_seed: seed of :func:`crops_split`.
         context_seed: base seed of the training context crops.
         context_copies: context windows drawn per training face (different seeds).
+        small_face_copies: extra context windows (further seeds) for training faces whose shorter side
+            is under ``small_face_px``: the held-out errors are nearly all such faces.
+        small_face_px: the face size that counts as small for ``small_face_copies``.
         face_margin: margin of VOC face crops.
         min_face_px: training faces smaller than this are skipped (val/test keep all).
         crops_named_with_mask: keep facemask_crops' named web images (often wide shots) in training.
@@ -95,6 +98,8 @@ class DataSpec:
     crops_seed: int = 0
     context_seed: int = 1000
     context_copies: int = 2
+    small_face_copies: int = 0
+    small_face_px: float = 16.0
     face_margin: float = 0.2
     min_face_px: float = 8.0
     crops_named_with_mask: bool = True
@@ -105,6 +110,8 @@ class DataSpec:
             raise ValueError(f"size must be >= 32, but got {self.size}")
         if self.context_copies < 0:
             raise ValueError(f"context_copies must be >= 0, but got {self.context_copies}")
+        if self.small_face_copies < 0:
+            raise ValueError(f"small_face_copies must be >= 0, but got {self.small_face_copies}")
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"limit must be >= 1, but got {self.limit}")
 
@@ -113,7 +120,14 @@ class DataSpec:
         d = asdict(self)
         d.pop("voc_root")
         d.pop("crops_root")
+        if not self.small_face_copies:  # unused: keep the fingerprints of earlier runs unchanged
+            d.pop("small_face_copies")
+            d.pop("small_face_px")
         return d
+
+
+def _short_side(xyxy: tuple) -> float:
+    return float(min(xyxy[2] - xyxy[0], xyxy[3] - xyxy[1]))
 
 
 def _sources(spec: DataSpec) -> dict:
@@ -166,6 +180,7 @@ def build_set(spec: DataSpec, split: str, map_fn: Callable = map) -> LabeledSet:
     train = split == "train"
     min_px = spec.min_face_px if train else 0.0
     ctx_seeds = [spec.context_seed + k for k in range(spec.context_copies)] if train else [EVAL_CONTEXT_SEED]
+    small_seeds = [spec.context_seed + spec.context_copies + k for k in range(spec.small_face_copies)] if train else []
     S = spec.size
 
     def one_crop(it):
@@ -181,6 +196,11 @@ def build_set(spec: DataSpec, split: str, map_fn: Callable = map) -> LabeledSet:
             out += [(c.image, CLASS_NAMES.index(c.label), 2, vimg.file)
                     for c in make_context_crops(img, vimg, image_rng(sd, vimg.file), S, labels=CLASS_NAMES,
                                                 min_face_px=min_px)]
+        for sd in small_seeds:
+            out += [(c.image, CLASS_NAMES.index(c.label), 2, vimg.file)
+                    for c in make_context_crops(img, vimg, image_rng(sd, vimg.file), S, labels=CLASS_NAMES,
+                                                min_face_px=min_px)
+                    if _short_side(c.source_box) < spec.small_face_px]
         return out
 
     rows = list(map_fn(one_crop, src["crops"][split]))
