@@ -24,7 +24,11 @@ def _box(img: np.ndarray, xyxy: Sequence[float], color: tuple[int, int, int], th
 
 
 def _label(img: np.ndarray, text: str, org: tuple[int, int], scale: float = 0.5) -> None:
-    cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
+    # a 1-px dark halo from offset copies: OpenCV 5 spaces glyphs by stroke thickness, so a thick shadow
+    # under thin text drifts apart along the line
+    x, y = org
+    for dx, dy in ((-1, 0), (1, 0), (0, -1), (0, 1), (-1, -1), (1, 1), (-1, 1), (1, -1)):
+        cv2.putText(img, text, (x + dx, y + dy), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA)
     cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
 
 
