@@ -175,8 +175,7 @@ def make_crops(data: Path, images: Sequence, seed: int, size: int, limit: int = 
         raise UserError(str(exc)) from None
     if limit > 0:
         cs = cs[:limit]
-    face_px = np.array([min(c.source_box[2] - c.source_box[0], c.source_box[3] - c.source_box[1])
-                        if c.source_box is not None else np.nan for c in cs], np.float64)
+    face_px = np.array([c.face_px for c in cs], np.float64)
     return Crops([c.image for c in cs], np.array([c.box for c in cs], np.float64).reshape(-1, 4),
                  [c.label for c in cs], [c.source_file for c in cs], face_px)
 

@@ -104,8 +104,7 @@ def _by_face_size(model: CamModel, spec: DataSpec, test_ims, device: torch.devic
         for b, c in zip(usable, voc_face_crops(img, vimg, spec.size, spec.face_margin, CLASS_NAMES)):
             rows["voc_face"].append((c.image, CLASS_NAMES.index(c.label), min(b.xyxy[2] - b.xyxy[0], b.xyxy[3] - b.xyxy[1])))
         for c in make_context_crops(img, vimg, image_rng(EVAL_CONTEXT_SEED, vimg.file), spec.size, labels=CLASS_NAMES):
-            x1, y1, x2, y2 = c.source_box
-            rows["voc_context"].append((c.image, CLASS_NAMES.index(c.label), min(x2 - x1, y2 - y1)))
+            rows["voc_context"].append((c.image, CLASS_NAMES.index(c.label), c.face_px))
     out = {}
     for name, r in rows.items():
         if not r:

@@ -45,6 +45,14 @@ class ContextCrop:
     face_fraction: float
     source_box: tuple[float, float, float, float] | None = None
 
+    @property
+    def face_px(self) -> float:
+        """The face box's shorter side in the source image's pixels (NaN when ``source_box`` is unknown)."""
+        if self.source_box is None:
+            return float("nan")
+        x1, y1, x2, y2 = self.source_box
+        return float(min(x2 - x1, y2 - y1))
+
     def __post_init__(self) -> None:
         im = self.image
         if im.ndim != 3 or im.shape[2] != 3 or im.shape[0] != im.shape[1] or im.dtype != np.uint8:

@@ -126,10 +126,6 @@ class DataSpec:
         return d
 
 
-def _short_side(xyxy: tuple) -> float:
-    return float(min(xyxy[2] - xyxy[0], xyxy[3] - xyxy[1]))
-
-
 def _sources(spec: DataSpec) -> dict:
     voc_images = read_voc(spec.voc_root)
     vs = voc_split(voc_images, read_duplicate_groups(spec.voc_root), spec.voc_seed)
@@ -192,15 +188,12 @@ def build_set(spec: DataSpec, split: str, map_fn: Callable = map) -> LabeledSet:
         img = load_image(spec.voc_root, vimg)
         out = [(c.image, CLASS_NAMES.index(c.label), 1, vimg.file)
                for c in voc_face_crops(img, vimg, S, spec.face_margin, CLASS_NAMES, min_px)]
-        for sd in ctx_seeds:
-            out += [(c.image, CLASS_NAMES.index(c.label), 2, vimg.file)
-                    for c in make_context_crops(img, vimg, image_rng(sd, vimg.file), S, labels=CLASS_NAMES,
-                                                min_face_px=min_px)]
-        for sd in small_seeds:
+        # regular windows for every face, then the extra seeds for small faces only
+        for sd, below_px in [(sd, None) for sd in ctx_seeds] + [(sd, spec.small_face_px) for sd in small_seeds]:
             out += [(c.image, CLASS_NAMES.index(c.label), 2, vimg.file)
                     for c in make_context_crops(img, vimg, image_rng(sd, vimg.file), S, labels=CLASS_NAMES,
                                                 min_face_px=min_px)
-                    if _short_side(c.source_box) < spec.small_face_px]
+                    if below_px is None or c.face_px < below_px]
         return out
 
     rows = list(map_fn(one_crop, src["crops"][split]))
