@@ -117,7 +117,7 @@ def load_checkpoint(path: str | os.PathLike | None = None, map_location: str | t
         meta = ModelMeta.from_dict(blob["meta"])
     except (KeyError, ValueError, TypeError) as exc:
         raise CheckpointError(f"checkpoint {path}: bad metadata ({exc})") from None
-    net = build_torchvision(meta.backbone, len(meta.class_names))
+    net = build_torchvision(meta.backbone, len(meta.class_names), meta.output_stride)
     sd = {k: (v.float() if v.is_floating_point() else v) for k, v in blob.get("state_dict", {}).items()}
     try:
         net.load_state_dict(sd, strict=True)

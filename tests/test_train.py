@@ -137,6 +137,23 @@ def test_frozen_prefix_stays_at_imagenet_for_the_whole_run(roots, tmp_path):
     assert ck.extra["train_args"]["mode"] == "full" and ck.extra["train_args"]["frozen_prefix"] == 3
 
 
+@pytest.mark.timeout(120)
+def test_output_stride_16_trains_a_dilated_model(roots, tmp_path, capsys):
+    from tools.train import main
+
+    assert main(_argv(roots, tmp_path, "--backbone", "mobilenet_v2", "--frozen-prefix", "3", "--epochs", "1",
+                      "--output-stride", "16", "--skip-test")) == 0
+    ck = load_checkpoint(tmp_path / "run" / "best.pt")
+    assert ck.meta.output_stride == 16 and ck.model.output_stride == 16
+    with torch.no_grad():
+        acts = ck.model.forward_features(torch.zeros(1, 3, 32, 32))
+    assert acts.shape[-2:] == (2, 2)  # a stride-32 model gives 1x1 at 32 px
+    # resuming it at the other stride would mix two networks: refused
+    assert main(_argv(roots, tmp_path, "--backbone", "mobilenet_v2", "--frozen-prefix", "3", "--epochs", "2",
+                      "--resume", "--skip-test")) == 2
+    assert "another --output-stride" in capsys.readouterr().err
+
+
 def test_no_augmentation_input_equals_inference_input():
     from tools.train import _to_input
 

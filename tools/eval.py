@@ -48,6 +48,7 @@ from core.localization import (
     threshold_to_dict,
 )
 from core.metrics import cam_threshold_grid
+from core.model import CamModel
 from core.postprocess import upsample_maps
 from core.preprocess import images_to_input
 from stream.errors import UserError
@@ -59,7 +60,8 @@ ALL_METHODS: tuple[str, ...] = (*METHODS, HR_METHOD)
 MASKSTREAM_MAPS: tuple[str, ...] = ("haycam+", HR_METHOD)
 BASELINES: tuple[str, ...] = ("gradcam", "gradcam++", "layercam", "eigencam", "haycam")
 # Used when a checkpoint has no calibrated haycam+hr entry: the val winner on the shipped mobilenet_v2.
-DEFAULT_HR = HiResConfig("dilate", variance_fraction=0.5)
+# (Not `dilate`: a model trained at output stride 16 has no stride-2 last stage left to dilate.)
+DEFAULT_HR = HiResConfig("fuse", "product", variance_fraction=0.5)
 # Searched on val by --calibrate. The paper's fraction 0.9 for every variant, plus smaller fractions:
 # on the shipped mobilenet_v2, val IoU of 7x7 HayCAM+ rises as the fraction falls (tools/eval_ablation.py).
 HR_CANDIDATES: tuple[HiResConfig, ...] = (
@@ -75,6 +77,16 @@ HR_CANDIDATES: tuple[HiResConfig, ...] = (
     HiResConfig("shift", variance_fraction=0.7),
     HiResConfig("shift", variance_fraction=0.5),
 )
+
+
+def hr_candidates(model: CamModel) -> tuple[HiResConfig, ...]:
+    """The haycam+hr variants ``--calibrate`` searches for ``model``: all of ``HR_CANDIDATES``, less
+    ``dilate`` for a model already at output stride 16 (its last stage is dilated by training)."""
+    if model.output_stride == 16:
+        return tuple(c for c in HR_CANDIDATES if c.variant != "dilate")
+    return HR_CANDIDATES
+
+
 SPLITS = ("test", "all")
 TARGETS = ("pred", "gt")
 
@@ -273,7 +285,7 @@ def calibrate(
         calibrated=True; haycam+hr also gets ``options`` (its HiResConfig) and ``candidates``.
     """
     size = (ckpt.meta.input_size, ckpt.meta.input_size)
-    hr = {f"{HR_METHOD}#{i}": c for i, c in enumerate(HR_CANDIDATES)} if HR_METHOD in methods else {}
+    hr = {f"{HR_METHOD}#{i}": c for i, c in enumerate(hr_candidates(ckpt.model))} if HR_METHOD in methods else {}
     ms = compute_maps(ckpt, val, methods, hr, opts.batch_size, opts.target, opts.progress, desc="val maps")
     cands = threshold_candidates()
     out: dict[str, dict] = {}

@@ -40,7 +40,7 @@ from core.checkpoint import load_checkpoint
 from core.localization import calibrate_threshold, peak_in_box, score_method, threshold_candidates
 from core.postprocess import normalize_maps
 from core.preprocess import images_to_input
-from tools.eval import HR_CANDIDATES, compute_maps, load_splits, make_crops
+from tools.eval import compute_maps, hr_candidates, load_splits, make_crops
 
 FRACTIONS = (0.5, 0.7, 0.8, 0.9, 0.95, 0.99)
 
@@ -80,10 +80,11 @@ def main(argv=None) -> int:
     _, val_images = load_splits(args.data, "test", args.seed)
     val = make_crops(args.data, val_images, args.seed, ckpt.meta.input_size, args.limit)
     size = (ckpt.meta.input_size,) * 2
-    print(f"{len(val)} val crops; maps for {len(FRACTIONS) + 2 + 3 + len(HR_CANDIDATES)} variants, then a threshold each", file=sys.stderr)
+    candidates = hr_candidates(ckpt.model)
+    print(f"{len(val)} val crops; maps for {len(FRACTIONS) + 2 + 3 + len(candidates)} variants, then a threshold each", file=sys.stderr)
     maps, counts = haycam_variants(ckpt, val)
     hr = {f"haycam+hr {c.variant}{'/' + c.fuse if c.variant == 'fuse' else ''} f={c.variance_fraction}": c
-          for c in HR_CANDIDATES}
+          for c in candidates}
     ms = compute_maps(ckpt, val, ["eigencam", "gradcam", "layercam"], hr, progress=True)
     maps.update(ms.maps)
     rows = []

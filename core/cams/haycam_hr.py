@@ -29,20 +29,19 @@ paper's six); evaluation exposes it as ``haycam+hr``.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from core.cams.base import CamInputs
 from core.cams.haycam import DEFAULT_FRACTION, haycam_plus
-from core.model import CamModel
+from core.model import CamModel, dilate_last_stage
 from core.postprocess import normalize_maps, sanitize
 
 VARIANTS = ("dilate", "fuse", "scale", "shift")
 FUSE_MODES = ("product", "mean", "max")
-_STRIDE = 32  # output stride of the last conv layer of ResNet18 and MobileNetV2
 
 
 @dataclass(frozen=True)
@@ -109,35 +108,16 @@ class HiResResult:
 def dilated_copy(model: CamModel) -> CamModel:
     """A copy of ``model`` whose last stage runs at stride 1 with dilation 2.
 
-    MobileNetV2: ``features[14]``'s depthwise conv gets stride 1; the 3×3 depthwise convs
-    of ``features[15:18]`` get dilation 2 (padding 2). ResNet: ``layer4[0]``'s stride-2
-    conv and its downsample get stride 1; later 3×3 convs of ``layer4`` get dilation 2.
-    The output grid is twice as fine (14×14 at 224 px).
+    See :func:`core.model.dilate_last_stage`; the output grid is twice as fine (14×14 at
+    224 px). The copy shares no state with ``model``.
+
+    Raises:
+        ValueError: if ``model`` is already at output stride 16.
     """
     m = copy.deepcopy(model).eval()
-    net = m.net
-    if m.kind == "mobilenet_v2":
-        blocks = list(net.features)
-        first = next(i for i, b in enumerate(blocks) if hasattr(b, "stride") and b.stride == 2 and i >= 14)
-        for i, blk in enumerate(blocks[first:], start=first):
-            for conv in blk.modules():
-                if isinstance(conv, nn.Conv2d) and conv.kernel_size == (3, 3):
-                    if i == first:
-                        conv.stride = (1, 1)
-                    else:
-                        conv.dilation, conv.padding = (2, 2), (2, 2)
-            if i == first and hasattr(blk, "stride"):
-                blk.stride = 1
-    else:
-        stage = net.layer4
-        for bi, blk in enumerate(stage):
-            for name, conv in blk.named_modules():
-                if not isinstance(conv, nn.Conv2d):
-                    continue
-                if bi == 0 and conv.stride == (2, 2):
-                    conv.stride = (1, 1)
-                elif conv.kernel_size == (3, 3) and not (bi == 0 and name == "conv1"):
-                    conv.dilation, conv.padding = (2, 2), (2, 2)
+    dilate_last_stage(m.net)
+    if m.meta is not None:
+        m.meta = replace(m.meta, output_stride=16)
     return m
 
 
@@ -273,7 +253,7 @@ class HiResHayCAM:
         if cfg.variant == "dilate":
             acts = self._dilated.forward_features(images)
         elif cfg.variant == "shift":
-            acts = shift_and_stitch(self.model.forward_features, images, _STRIDE, cfg.shifts)
+            acts = shift_and_stitch(self.model.forward_features, images, self.model.output_stride, cfg.shifts)
         else:
             size = [int(round(s * cfg.scale)) for s in images.shape[-2:]]
             big = F.interpolate(images, size=size, mode="bilinear", align_corners=False)
