@@ -149,7 +149,8 @@ def default_meta(model: CamModel, num_classes: int | None = None) -> ModelMeta:
         return model.meta
     backbone = "resnet18" if model.kind == "resnet" else "mobilenet_v2"
     k = num_classes if num_classes is not None else int(model.head_weights()[0].shape[0])
-    return ModelMeta(backbone=backbone, class_names=tuple(f"class{i}" for i in range(k)))
+    return ModelMeta(backbone=backbone, class_names=tuple(f"class{i}" for i in range(k)),
+                     output_stride=model.output_stride)
 
 
 def export_onnx(
@@ -178,7 +179,8 @@ def export_onnx(
         The written path.
 
     Raises:
-        ValueError: bad opset, unknown map name, or maps together with fp16.
+        ValueError: bad opset, unknown map name, maps together with fp16, or metadata whose
+            output stride is not the model's.
     """
     import onnx
 
@@ -194,12 +196,15 @@ def export_onnx(
     meta = meta or default_meta(model)
     if meta.backbone not in BACKBONES:
         raise ValueError(f"meta.backbone must be one of {list(BACKBONES)}, but got {meta.backbone!r}")
+    if meta.output_stride != model.output_stride:
+        raise ValueError(f"meta.output_stride is {meta.output_stride} but the model's last layer has output stride "
+                         f"{model.output_stride}")
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
 
     # Trace a float32 CPU copy in eval mode; the caller's model is left as it was.
     src = CamModel(model.net, meta)
-    was_training = model.training
+    modes = [(m, m.training) for m in model.modules()]  # restored module by module, not by one train()
     dev, dt = next(model.parameters()).device, next(model.parameters()).dtype
     src = src.to("cpu", torch.float32).eval()
     wrapper = _ExportWrapper(src, maps).eval()
@@ -217,7 +222,9 @@ def export_onnx(
                 do_constant_folding=True, training=torch.onnx.TrainingMode.EVAL,
             )
     finally:
-        model.to(dev, dt).train(was_training)
+        model.to(dev, dt)
+        for m, was_training in modes:
+            m.training = was_training
 
     proto = onnx.load(str(tmp))
     k, c = (int(s) for s in src.head_weights()[0].shape)

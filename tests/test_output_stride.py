@@ -1,6 +1,7 @@
 """Models trained at output stride 16 (last stage dilated): metadata, building, loading, hi-res maps."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torchvision import models as tvm
@@ -100,3 +101,25 @@ def test_eval_searches_no_dilate_variant_for_a_stride16_model():
     assert hr_candidates(m32) == HR_CANDIDATES
     assert [c for c in HR_CANDIDATES if c not in hr_candidates(m16)] == [c for c in HR_CANDIDATES if c.variant == "dilate"]
     assert DEFAULT_HR.variant != "dilate"  # usable for either stride
+
+
+def test_onnx_export_of_a_stride16_model_matches_torch(tmp_path):
+    import onnxruntime as ort
+
+    from core.onnx_export import default_meta, export_onnx, read_onnx_info
+
+    torch.manual_seed(6)
+    model = CamModel(build_torchvision("resnet18", 2, output_stride=16).eval())
+    assert default_meta(model).output_stride == 16  # metadata derived from the model
+    path = export_onnx(model, tmp_path / "os16.onnx", meta=ModelMeta("resnet18", CLASSES, 64, output_stride=16))
+    assert read_onnx_info(path).meta.output_stride == 16
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(7))
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    logits, acts = sess.run(["logits", "activations"], {"input": x.numpy()})
+    with torch.no_grad():
+        ref_logits, ref_acts = model(x)
+    assert acts.shape[-2:] == (4, 4)
+    np.testing.assert_allclose(acts, ref_acts.numpy(), rtol=1e-3, atol=1e-4 * float(ref_acts.abs().max()))
+    np.testing.assert_allclose(logits, ref_logits.numpy(), rtol=1e-3, atol=1e-4)
+    with pytest.raises(ValueError, match="output stride 16"):
+        export_onnx(model, tmp_path / "bad.onnx", meta=ModelMeta("resnet18", CLASSES, 64))
