@@ -104,7 +104,9 @@ def test_in_graph_maps_equal_core_maps(resnet_maps):
     ref = haycam_plus(CamInputs(acts))
     raw, n = haycam_plus_from_gram(torch.from_numpy(out["haycam_gram"]), torch.from_numpy(out["haycam_chsum"]))
     assert torch.equal(n, ref.n_components)
-    torch.testing.assert_close(raw.reshape(ref.raw.shape), ref.raw, atol=1e-4 * float(ref.raw.abs().max()), rtol=0)
+    # the Gram route squares the condition number: float32 agreement is ~1e-4 of the peak and moves with
+    # the BLAS thread count; a wrong component or sign would be off by O(peak)
+    torch.testing.assert_close(raw.reshape(ref.raw.shape), ref.raw, atol=5e-4 * float(ref.raw.abs().max()), rtol=0)
 
 
 def test_fp16_export_runs_and_keeps_metadata(tmp_path, model):
