@@ -1,12 +1,11 @@
 """Shared fixtures: tiny seeded models and generated data. No downloads."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 import torch
-
-import os
 
 ROOT = Path(__file__).resolve().parents[1]
 # MASKSTREAM_TEST_DEVICE=cuda runs the device-aware tests (maps, parity) on the GPU.

@@ -8,13 +8,13 @@ import warnings
 
 import pytest
 import torch
-from tests.backend_helpers import calibrated_model, device_under_test, images, strict_fp32
 
 from core.backends import Backend, create_backend
 from core.cams import METHODS
 from core.explain import explain, explain_features
 from core.model import ModelMeta
 from core.onnx_export import export_onnx
+from tests.backend_helpers import calibrated_model, device_under_test, images, strict_fp32
 
 DEVICE = device_under_test()
 ORT_OPTS = {"provider_options": {"CUDAExecutionProvider": {"use_tf32": "0"}}}

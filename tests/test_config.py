@@ -7,7 +7,6 @@ import pytest
 from stream.cli.main import main
 from stream.config import CONFIG_DIR, Config, from_dict, load_config, merge, read_yaml, to_dict
 from stream.errors import UserError
-from stream.sources.options import SourceOptions
 
 
 def test_default_yaml_matches_dataclass_defaults():

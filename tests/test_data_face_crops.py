@@ -7,8 +7,14 @@ import numpy as np
 import pytest
 
 from core.data import DataError
-from core.data.face_crops import (CropItem, build_voc_face_crops, crops_split, load_crop, read_crops_manifest,
-                                  voc_face_crops)
+from core.data.face_crops import (
+    CropItem,
+    build_voc_face_crops,
+    crops_split,
+    load_crop,
+    read_crops_manifest,
+    voc_face_crops,
+)
 from core.data.voc import VocBox, VocImage, read_voc
 from tests._voc_fixtures import write_voc_root
 

@@ -8,11 +8,11 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from tests.conftest import seeded_model
 
 from core.checkpoint import load_checkpoint, save_checkpoint
 from core.model import ModelMeta
 from stream.cli.main import main
+from tests.conftest import seeded_model
 
 SIX = ["gradcam", "gradcam++", "layercam", "eigencam", "haycam", "haycam+"]
 ALL = SIX + ["haycam+hr"]

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tests.conftest import seeded_model
 
 from core.cams import METHODS
 from core.cams.haycam_hr import HiResConfig, HiResHayCAM, dilated_copy, shift_and_stitch, shift_offsets
+from tests.conftest import seeded_model
 
 _MODELS: dict = {}
 

@@ -8,7 +8,6 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from tests.backend_helpers import calibrated_model, images
 
 from core.cams import CamInputs
 from core.cams.gradcam import gradcam
@@ -24,6 +23,7 @@ from core.onnx_export import (
     haycam_plus_from_gram,
     read_onnx_info,
 )
+from tests.backend_helpers import calibrated_model, images
 
 META = ModelMeta(backbone="resnet18", class_names=("with_mask", "without_mask"), input_size=224,
                  mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3))

@@ -11,13 +11,12 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from tests._stream_fakes import make_frame  # noqa: E402
-
 from stream.config import OverlayConfig  # noqa: E402
 from stream.frames import SourceEvent, SourceState  # noqa: E402
 from stream.overlay import BoxAnnotator, HeatmapAnnotator, HudAnnotator, annotate, build_annotators  # noqa: E402
 from stream.summary import SourceMonitor, state_text  # noqa: E402
 from stream.worker import Detection, FrameResult  # noqa: E402
+from tests._stream_fakes import make_frame  # noqa: E402
 
 
 def result(image, heat=None, dets=(), label="with_mask", source_id="cam"):

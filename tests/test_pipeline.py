@@ -13,6 +13,12 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+from stream.config import Config, ThresholdConfig, WorkerConfig, from_dict  # noqa: E402
+from stream.frames import Frame, SourceEvent, SourceState  # noqa: E402
+from stream.overlay import build_annotators  # noqa: E402
+from stream.pipeline import Pipeline, PipelineError, build_pipeline  # noqa: E402
+from stream.sinks import EventsSink, Sink, VideoSink  # noqa: E402
+from stream.worker import Processor  # noqa: E402
 from tests._stream_fakes import (  # noqa: E402
     FakeDetector,
     FakeSource,
@@ -22,13 +28,6 @@ from tests._stream_fakes import (  # noqa: E402
     torch_backend,
     write_video,
 )
-
-from stream.config import Config, ThresholdConfig, WorkerConfig, from_dict  # noqa: E402
-from stream.frames import Frame, SourceEvent, SourceState  # noqa: E402
-from stream.overlay import build_annotators  # noqa: E402
-from stream.pipeline import Pipeline, PipelineError, build_pipeline  # noqa: E402
-from stream.sinks import EventsSink, Sink, VideoSink  # noqa: E402
-from stream.worker import Processor  # noqa: E402
 
 SECRET_ID = "rtsp://admin:hunter2@10.0.0.5:554/live?token=s3cret"
 

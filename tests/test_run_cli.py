@@ -14,9 +14,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from tests._stream_fakes import count_frames, save_seeded_checkpoint, write_video  # noqa: E402
-
 from stream.cli.main import build_parser  # noqa: E402
+from tests._stream_fakes import count_frames, save_seeded_checkpoint, write_video  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

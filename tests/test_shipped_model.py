@@ -9,8 +9,8 @@ import cv2
 import pytest
 
 from core import explain
-from core.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
 from core.cams import METHODS
+from core.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
 from core.localization import threshold_from_dict
 from core.metrics import box_iou
 from core.preprocess import images_to_input

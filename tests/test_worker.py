@@ -16,14 +16,13 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from tests.conftest import ROOT
-from tests._stream_fakes import CLASSES, FakeDetector, FakeSource, make_frame, save_seeded_checkpoint, torch_backend  # noqa: E402
-
 from core.explain import explain  # noqa: E402
 from core.preprocess import images_to_input  # noqa: E402
 from stream.config import WorkerConfig  # noqa: E402
 from stream.frames import Frame, SourceEvent, SourceState  # noqa: E402
 from stream.worker import BatchWorker, Done, FrameResult, Processor, SkippedFrame, as_bgr, resolve_threshold  # noqa: E402
+from tests._stream_fakes import CLASSES, FakeDetector, FakeSource, make_frame, save_seeded_checkpoint, torch_backend  # noqa: E402
+from tests.conftest import ROOT
 
 
 @pytest.fixture(scope="module")

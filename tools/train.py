@@ -22,7 +22,6 @@ Run ``python -m tools.train --help`` (or ``maskstream train --help``).
 from __future__ import annotations
 
 import argparse
-import copy
 import hashlib
 import json
 import logging

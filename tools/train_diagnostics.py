@@ -24,8 +24,8 @@ import numpy as np
 import torch
 
 from core.checkpoint import load_checkpoint, save_checkpoint
-from core.data.face_crops import crops_split, read_crops_manifest, voc_face_crops
 from core.data.context_crops import image_rng, make_context_crops
+from core.data.face_crops import read_crops_manifest, voc_face_crops
 from core.data.splits import voc_split
 from core.data.training_set import CLASS_NAMES, EVAL_CONTEXT_SEED, DataSpec, LabeledSet
 from core.data.voc import load_image, read_duplicate_groups, read_voc
@@ -44,7 +44,8 @@ def face_size_buckets(face_px: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def _predict(model: CamModel, images: np.ndarray, device: torch.device, batch: int = 128) -> np.ndarray:
-    from tools.train import _predict as pred, _to_input
+    from tools.train import _predict as pred
+    from tools.train import _to_input
 
     return pred(lambda i: model(_to_input(torch.from_numpy(images[i]).to(device), model.meta, None, None))[0],
                 len(images), batch, device).argmax(1)

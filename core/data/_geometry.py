@@ -28,9 +28,9 @@ def cut_window(image: np.ndarray, x0: int, y0: int, side: int, size: int) -> np.
     if ax1 <= ax0 or ay1 <= ay0:
         raise ValueError(f"window ({x0}, {y0}, side {side}) does not overlap the {w}x{h} image")
     region = image[ay0:ay1, ax0:ax1]
-    t, b, l, r = ay0 - y0, y0 + side - ay1, ax0 - x0, x0 + side - ax1
-    if t or b or l or r:
-        region = cv2.copyMakeBorder(region, t, b, l, r, cv2.BORDER_REPLICATE)
+    top, bottom, left, right = ay0 - y0, y0 + side - ay1, ax0 - x0, x0 + side - ax1
+    if top or bottom or left or right:
+        region = cv2.copyMakeBorder(region, top, bottom, left, right, cv2.BORDER_REPLICATE)
     interp = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
     return cv2.resize(region, (size, size), interpolation=interp)
 
