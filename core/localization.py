@@ -39,6 +39,8 @@ from core.postprocess import upsample_maps
 BOX_SELECT = ("score", "area")
 DEFAULT_THRESHOLD = Threshold("fraction", 0.5)
 CORLOC_IOU = 0.5
+# Buckets of the face box's share of the window area (context crops put it at 8-35%).
+FACE_SHARE_EDGES: tuple[float, ...] = (0.15, 0.25)
 
 
 def threshold_candidates(
@@ -306,6 +308,48 @@ class MethodScores:
             "boxacc": per_delta,
             "no_box_rate": float(np.isnan(self.pred[sel, 0]).mean()),
         }
+
+    def by_face_share(self, gt: np.ndarray, size: tuple[int, int],
+                      edges: Sequence[float] = FACE_SHARE_EDGES) -> dict[str, dict]:
+        """Whether the boxes follow the face's size: scores per bucket of the face's share of the window.
+
+        Args:
+            gt: (N, 4) ground-truth boxes in ``size`` pixels, the ones these scores were computed against.
+            size: (H, W) of the window.
+            edges: increasing bucket edges on gt area / window area.
+
+        Returns:
+            ``{bucket: {"n", "iou", "area_ratio", "oracle_iou"}}`` in the order of
+            :func:`face_share_labels`: mean IoU (no box counts 0), the median predicted/true box area
+            over crops that got a box (1 = the right size; NaN when none did), and the mean per-crop
+            best IoU over the MaxBoxAccV2 map thresholds (what a perfect per-crop threshold would give;
+            absent when MaxBoxAccV2 was skipped). Empty buckets give ``{"n": 0}``.
+        """
+        gt = np.asarray(gt, np.float64).reshape(-1, 4)
+        if gt.shape[0] != self.iou.size:
+            raise ValueError(f"gt must have one box per scored image ({self.iou.size}), but got {gt.shape[0]}")
+        gt_area = (gt[:, 2] - gt[:, 0]) * (gt[:, 3] - gt[:, 1])
+        pred_area = (self.pred[:, 2] - self.pred[:, 0]) * (self.pred[:, 3] - self.pred[:, 1])
+        bucket = np.digitize(gt_area / float(size[0] * size[1]), np.asarray(edges, np.float64))
+        out = {}
+        for k, name in enumerate(face_share_labels(edges)):
+            sel = np.flatnonzero(bucket == k)
+            if sel.size == 0:
+                out[name] = {"n": 0}
+                continue
+            ratio = pred_area[sel] / gt_area[sel]
+            ratio = ratio[~np.isnan(ratio)]
+            out[name] = {"n": int(sel.size), "iou": float(self.iou[sel].mean()),
+                         "area_ratio": float(np.median(ratio)) if ratio.size else float("nan")}
+            if self.cam_thresholds.size:
+                out[name]["oracle_iou"] = float(self.best_iou[sel].max(axis=1).mean())
+        return out
+
+
+def face_share_labels(edges: Sequence[float] = FACE_SHARE_EDGES) -> list[str]:
+    """Bucket names for :meth:`MethodScores.by_face_share`, e.g. ``['<15%', '15-25%', '>=25%']``."""
+    pct = [f"{100 * e:g}" for e in edges]
+    return [f"<{pct[0]}%", *(f"{a}-{b}%" for a, b in zip(pct, pct[1:])), f">={pct[-1]}%"]
 
 
 def score_method(

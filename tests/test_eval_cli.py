@@ -96,6 +96,11 @@ def test_eval_end_to_end_all_split(voc, ckpt, tmp_path, capsys):
     assert rep["localization"]["haycam+"]["threshold"] == 0.5
     md = (out / "report.md").read_text()
     assert "not calibrated" in md and "Tables 1–2" in md and "haycam+hr" in md and "with_mask" in md
+    assert "Does the box follow the face's size?" in md
+    for m, e in rep["localization"].items():  # the face-share buckets partition the crops
+        b = e["by_face_share"]
+        assert sum(v["n"] for v in b.values()) == n
+        assert sum(v["n"] * v["iou"] for v in b.values() if v["n"]) / n == pytest.approx(e["iou"]), m
     fig = cv2.imread(str(out / "figure.png"))
     assert fig is not None and fig.shape[1] == SIZE * (1 + len(ALL))
     assert rep["comparison"]["best_baseline"] in SIX[:5]
@@ -173,6 +178,17 @@ def test_eval_known_maps_give_known_iou(voc, ckpt, tmp_path, monkeypatch):
     assert loc["haycam+"]["dice"] == pytest.approx(float(np.mean((w - s) / w)))
     assert loc["haycam+"]["corloc"] == 0.0
     assert loc["haycam+"]["maxboxacc_v2"] == pytest.approx(1 / 3)  # correct only at delta = 0.3
+    # extent by face share: right-sized boxes score area ratio 1 in every bucket, the shifted ones too
+    # (same size, wrong place), so the ratio separates extent from position
+    share = (w * (seen[0][:, 3] - seen[0][:, 1])) / SIZE**2
+    n_ref = np.bincount(np.digitize(share, [0.15, 0.25]), minlength=3)
+    for m in ("gradcam", "haycam+"):
+        b = loc[m]["by_face_share"]
+        assert [e["n"] for e in b.values()] == n_ref.tolist()
+        for e in b.values():
+            if e["n"]:
+                assert e["area_ratio"] == pytest.approx(1.0)
+                assert e["iou"] == pytest.approx(1.0) if m == "gradcam" else e["iou"] < 0.5
     cmp_ = rep["comparison"]
     assert cmp_["best_maskstream"] == "haycam+" and cmp_["iou_diff"] < 0 and cmp_["excludes_zero"]
 

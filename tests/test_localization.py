@@ -9,8 +9,10 @@ import torch
 
 from core.boxes import Threshold
 from core.localization import (
+    MethodScores,
     bootstrap_ci,
     calibrate_threshold,
+    face_share_labels,
     maxboxacc_bootstrap_ci,
     paired_bootstrap,
     peak_in_box,
@@ -163,3 +165,27 @@ def test_peak_in_box_hand_cases():
     assert peak_in_box(m, np.array([[2, 2, 3, 3.0]])).tolist() == [False]
     with pytest.raises(ValueError, match="one box per map"):
         peak_in_box(m, np.zeros((2, 4)))
+
+
+def test_by_face_share_hand_case():
+    # 100x100 window; faces of 10%, 12%, 20% and 30% of it
+    gt = np.array([[0, 0, 20, 50], [0, 0, 30, 40], [10, 0, 30, 100], [0, 0, 50, 60]], float)
+    pred = np.array([[0, 0, 40, 50],            # twice the face: IoU 0.5
+                     [0, 0, 30, 40],            # exact: IoU 1
+                     [np.nan] * 4,              # no box: IoU 0, no area ratio
+                     [0, 0, 50, 30]], float)    # half the face: IoU 0.5
+    iou = np.array([0.5, 1.0, 0.0, 0.5])
+    curve = np.array([[0.5, 0.9], [1.0, 0.2], [0.1, 0.3], [0.5, 0.4]])
+    sc = MethodScores(iou, iou, pred, curve, np.array([0.2, 0.4]))
+    assert face_share_labels() == ["<15%", "15-25%", ">=25%"]
+    out = sc.by_face_share(gt, (100, 100))
+    assert list(out) == ["<15%", "15-25%", ">=25%"]
+    assert out["<15%"] == {"n": 2, "iou": 0.75, "area_ratio": 1.5, "oracle_iou": pytest.approx(0.95)}
+    assert out["15-25%"]["n"] == 1 and out["15-25%"]["iou"] == 0.0 and np.isnan(out["15-25%"]["area_ratio"])
+    assert out[">=25%"] == {"n": 1, "iou": 0.5, "area_ratio": 0.5, "oracle_iou": 0.5}
+    # other edges; an empty bucket; no MaxBoxAccV2 curve -> no oracle
+    bare = MethodScores(iou, iou, pred, np.zeros((4, 0)), np.zeros(0))
+    out = bare.by_face_share(gt, (100, 100), edges=(0.5,))
+    assert list(out) == ["<50%", ">=50%"] and out[">=50%"] == {"n": 0} and "oracle_iou" not in out["<50%"]
+    with pytest.raises(ValueError, match="one box per scored image"):
+        sc.by_face_share(gt[:2], (100, 100))

@@ -429,7 +429,8 @@ def run_eval(opts: EvalOptions) -> dict:
     loc, per_class = {}, {}
     for m in methods:
         loc[m] = {**scores[m].summary(None, opts.n_boot, opts.seed), "threshold": float(thr[m].spec.value),
-                  "threshold_mode": thr[m].spec.mode, "calibrated": thr[m].calibrated, "val_iou": thr[m].val_iou}
+                  "threshold_mode": thr[m].spec.mode, "calibrated": thr[m].calibrated, "val_iou": thr[m].val_iou,
+                  "by_face_share": scores[m].by_face_share(crops.boxes, (size, size))}
         if m == HR_METHOD:
             loc[m]["options"] = (thr[m].hr or DEFAULT_HR).to_dict()
     for lb in sorted(set(crops.labels)):

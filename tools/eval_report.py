@@ -23,6 +23,34 @@ def _by_size(b: dict | None) -> list[str]:
     return [*rows, ""]
 
 
+def _extent(loc: dict, methods: list[str]) -> list[str]:
+    """Localisation per bucket of the face's share of the window (``localization.<m>.by_face_share``)."""
+    per = {m: loc[m].get("by_face_share") for m in methods if loc[m].get("by_face_share")}
+    if not per:
+        return []
+    buckets = list(next(iter(per.values())))
+    first = next(iter(per.values()))
+    lines = ["## Does the box follow the face's size?", "",
+             "Per bucket of the face's share of the window: mean IoU, the median predicted/true box area "
+             "(1.00× = right size) and, in brackets, the mean IoU a perfect per-crop threshold would give. "
+             "A map whose blob followed the face would keep the area ratio near 1× in every column.", "",
+             "| method | " + " | ".join(f"face {b} of the window (n = {first[b]['n']})" for b in buckets) + " |",
+             "|" + "---|" * (1 + len(buckets))]
+    for m, b in per.items():
+        cells = []
+        for k in buckets:
+            e = b[k]
+            if not e.get("n"):
+                cells.append("–")
+                continue
+            cell = f"{e['iou']:.3f}, {e['area_ratio']:.2f}×"
+            if e.get("oracle_iou") is not None:
+                cell += f" ({e['oracle_iou']:.3f})"
+            cells.append(cell)
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
 def _ci(v: list | None) -> str:
     if not v or v[0] is None:
         return "–"
@@ -95,6 +123,7 @@ def write_markdown(path: str | Path, report: dict) -> Path:
         "",
         "Paper numbers are on the authors' own non-public data (ResNet18), for orientation only.",
         "",
+        *_extent(loc, methods),
     ]
     prior = (report.get("reference") or {}).get("fixed_box_prior")
     if prior:
