@@ -123,13 +123,13 @@ def write_markdown(path: str | Path, report: dict) -> Path:
         "",
         "Paper numbers are on the authors' own non-public data (ResNet18), for orientation only.",
         "",
-        *_extent(loc, methods),
     ]
     prior = (report.get("reference") or {}).get("fixed_box_prior")
     if prior:
         out += [(f"Reference without any map: one fixed box for every crop ({prior['fitted_on']}, "
                  f"{[round(v, 1) for v in prior['box']]}) scores IoU {prior['iou']:.4f} {_ci(prior['iou_ci95'])}, "
                  f"Dice {prior['dice']:.4f}, CorLoc {prior['corloc']:.4f}."), ""]
+    out += _extent(loc, methods)
     for lb, per in report.get("per_class", {}).items():
         n = next((e.get("n", 0) for e in per.values()), 0)
         out += [f"## Localisation, class `{lb}` (n = {n})", "", *_table({**per, **{
