@@ -328,22 +328,33 @@ class MethodScores:
         gt = np.asarray(gt, np.float64).reshape(-1, 4)
         if gt.shape[0] != self.iou.size:
             raise ValueError(f"gt must have one box per scored image ({self.iou.size}), but got {gt.shape[0]}")
-        gt_area = (gt[:, 2] - gt[:, 0]) * (gt[:, 3] - gt[:, 1])
-        pred_area = (self.pred[:, 2] - self.pred[:, 0]) * (self.pred[:, 3] - self.pred[:, 1])
-        bucket = np.digitize(gt_area / float(size[0] * size[1]), np.asarray(edges, np.float64))
+        ratios = box_area_ratio(self.pred, gt)
+        bucket = np.digitize(face_share(gt, size), np.asarray(edges, np.float64))
         out = {}
         for k, name in enumerate(face_share_labels(edges)):
             sel = np.flatnonzero(bucket == k)
             if sel.size == 0:
                 out[name] = {"n": 0}
                 continue
-            ratio = pred_area[sel] / gt_area[sel]
-            ratio = ratio[~np.isnan(ratio)]
+            ratio = ratios[sel][~np.isnan(ratios[sel])]
             out[name] = {"n": int(sel.size), "iou": float(self.iou[sel].mean()),
                          "area_ratio": float(np.median(ratio)) if ratio.size else float("nan")}
             if self.cam_thresholds.size:
                 out[name]["oracle_iou"] = float(self.best_iou[sel].max(axis=1).mean())
         return out
+
+
+def face_share(gt: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(N,) area of each (N, 4) ground-truth box over the window area ``H·W``."""
+    gt = np.asarray(gt, np.float64).reshape(-1, 4)
+    return (gt[:, 2] - gt[:, 0]) * (gt[:, 3] - gt[:, 1]) / float(size[0] * size[1])
+
+
+def box_area_ratio(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """(N,) predicted box area over ground-truth box area (NaN where ``pred`` is a NaN row: no box)."""
+    pred = np.asarray(pred, np.float64).reshape(-1, 4)
+    gt = np.asarray(gt, np.float64).reshape(-1, 4)
+    return ((pred[:, 2] - pred[:, 0]) * (pred[:, 3] - pred[:, 1])) / ((gt[:, 2] - gt[:, 0]) * (gt[:, 3] - gt[:, 1]))
 
 
 def face_share_labels(edges: Sequence[float] = FACE_SHARE_EDGES) -> list[str]:

@@ -96,7 +96,8 @@ def test_eval_end_to_end_all_split(voc, ckpt, tmp_path, capsys):
     assert rep["localization"]["haycam+"]["threshold"] == 0.5
     md = (out / "report.md").read_text()
     assert "not calibrated" in md and "Tables 1–2" in md and "haycam+hr" in md and "with_mask" in md
-    assert "Does the box follow the face's size?" in md
+    assert "Does the box follow the face's size?" in md and "(extent.png)" in md
+    assert cv2.imread(str(out / "extent.png")).shape == (460, 760, 3)
     for m, e in rep["localization"].items():  # the face-share buckets partition the crops
         b = e["by_face_share"]
         assert sum(v["n"] for v in b.values()) == n

@@ -40,7 +40,9 @@ from core.explain import explain_features
 from core.localization import (
     DEFAULT_THRESHOLD,
     MethodScores,
+    box_area_ratio,
     calibrate_threshold,
+    face_share,
     paired_bootstrap,
     score_method,
     threshold_candidates,
@@ -375,6 +377,7 @@ def _default_out_checkpoint(opts: EvalOptions, src: Path) -> Path:
 
 def run_eval(opts: EvalOptions) -> dict:
     """Run the whole evaluation and write report.json, report.md, figure.png under ``opts.out``."""
+    from tools.eval_extent_plot import render_extent
     from tools.eval_figure import render_figure
     from tools.eval_report import write_markdown
 
@@ -479,13 +482,19 @@ def run_eval(opts: EvalOptions) -> dict:
         render_figure(opts.out / "figure.png", [crops.images[i] for i in rows], crops.boxes[rows],
                       [crops.labels[i] for i in rows], methods, fig_maps,
                       {m: scores[m].pred[rows] for m in methods}, {m: scores[m].iou[rows] for m in methods})
+    if len(crops):
+        shown = [m for m in dict.fromkeys([comparison.get("best_maskstream"), "haycam+", comparison.get("best_baseline")])
+                 if m in methods][:4] or methods[:4]
+        render_extent(opts.out / "extent.png", face_share(crops.boxes, (size, size)),
+                      {m: box_area_ratio(scores[m].pred, crops.boxes) for m in shown})
+        report["setup"]["extent_figure"] = "extent.png"
     err_png = write_errors(opts.out / "errors.png", crops, ms.logits, ckpt.meta.class_names)
     report["setup"]["errors_figure"] = err_png.name if err_png else None
     report["setup"]["elapsed_s"] = round(time.time() - t0, 1)
     (opts.out / "report.json").write_text(json.dumps(_jsonable(report), indent=2) + "\n")
     write_markdown(opts.out / "report.md", report)
     write_per_crop(opts.out / "per_crop.csv", crops, ms.logits, ckpt.meta.class_names, scores)
-    log.info("wrote %s, report.md, figure.png (%.1f s)", opts.out / "report.json", time.time() - t0)
+    log.info("wrote %s, report.md, figure.png, extent.png (%.1f s)", opts.out / "report.json", time.time() - t0)
     return report
 
 
@@ -577,7 +586,7 @@ def add_arguments(p) -> None:
     p.add_argument("--data", type=Path, required=True,
                    help="VOC-style folder: annotations.json + images (e.g. ../shared/data/facemask_voc)")
     p.add_argument("--out", type=Path, required=True,
-                   help="output folder for report.json, report.md, figure.png, errors.png, per_crop.csv")
+                   help="output folder for report.json, report.md, figure.png, errors.png, extent.png, per_crop.csv")
     p.add_argument("--methods", default="all",
                    help=f"'all' or a comma list of: {', '.join(ALL_METHODS)}")
     p.add_argument("--checkpoint", type=Path, default=None,

@@ -130,6 +130,8 @@ def write_markdown(path: str | Path, report: dict) -> Path:
                  f"{[round(v, 1) for v in prior['box']]}) scores IoU {prior['iou']:.4f} {_ci(prior['iou_ci95'])}, "
                  f"Dice {prior['dice']:.4f}, CorLoc {prior['corloc']:.4f}."), ""]
     out += _extent(loc, methods)
+    if s.get("extent_figure"):
+        out += [f"![box area over face area against face size, one dot per crop]({s['extent_figure']})", ""]
     for lb, per in report.get("per_class", {}).items():
         n = next((e.get("n", 0) for e in per.values()), 0)
         out += [f"## Localisation, class `{lb}` (n = {n})", "", *_table({**per, **{

@@ -9,7 +9,7 @@ DESCRIPTION = (
     "By default only the held-out test side of the shared split is used; box thresholds come from the "
     "checkpoint (fit them on the val side with --calibrate). Writes OUT/report.json, OUT/report.md (tables "
     "with 95% bootstrap intervals, accuracy by face size), OUT/figure.png (example maps and boxes), "
-    "OUT/errors.png (the misclassified crops) and OUT/per_crop.csv."
+    "OUT/errors.png (the misclassified crops), OUT/extent.png (box size against face size) and OUT/per_crop.csv."
 )
 ORDER = 60
 
@@ -27,6 +27,6 @@ def run(args) -> int:
     loc = report["localization"]
     best = max(loc, key=lambda m: loc[m]["iou"])
     c = report["classification"]
-    print(f"wrote {args.out}/report.json, report.md, figure.png, errors.png, per_crop.csv; "
+    print(f"wrote {args.out}/report.json, report.md, figure.png, errors.png, extent.png, per_crop.csv; "
           f"accuracy {c['accuracy']:.4f}; best mean IoU: {best} {loc[best]['iou']:.4f}")
     return 0
