@@ -225,9 +225,10 @@ class HiResHayCAM:
             mid, last: from :func:`forward_mid_last` if already computed (``fuse`` reuses them).
 
         Returns:
-            HiResResult with maps of shape (B, 2h, 2w) for ``dilate``/``fuse`` (h×w the
-            plain last-layer grid), (B, shifts·h, shifts·w) for ``shift``, or
-            (B, ⌊scale·H/32⌋, ...) for ``scale``.
+            HiResResult with maps of shape (B, 2h, 2w) for ``dilate`` (h×w the plain
+            last-layer grid), (B, H/16, W/16) for ``fuse`` (the stride-16 stage; that is h×w
+            itself for a model trained at output stride 16), (B, shifts·h, shifts·w) for
+            ``shift``, or (B, ⌊scale·H/s⌋, ...) for ``scale`` (s the model's output stride).
         """
         cfg = self.config
         frac = cfg.variance_fraction
