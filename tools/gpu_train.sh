@@ -12,6 +12,8 @@
 #      PY (default python3), SKIP_MOBILENET=1 to train resnet18 only,
 #      MOBILENET_320=1 to add a mobilenet_v2 run at 320 px input (10x10 maps; BUDGET_M320, default 80).
 # Whole script (data decoding included) is sized to end under 8 minutes on an H100.
+# Extra options go to every run, e.g. `--output-stride 16` (a 14x14 CAM layer; docs/TRAINING.md) or
+# `--small-face-copies 3` (the CPU-shipped recipe's extra windows for faces under 16 px; untried on the GPU).
 # A local smoke test on CPU:  OUT=/tmp/gpu_smoke tools/gpu_train.sh ../shared/data --epochs 1 --limit 64 --device cpu
 set -euo pipefail
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
