@@ -154,6 +154,31 @@ def test_output_stride_16_trains_a_dilated_model(roots, tmp_path, capsys):
     assert "another --output-stride" in capsys.readouterr().err
 
 
+@pytest.mark.timeout(120)
+def test_extent_loss_run_trains_and_the_set_keeps_face_boxes(roots, tmp_path, capsys):
+    from core.data.context_crops import image_rng, make_context_crops
+    from core.data.training_set import build_set
+    from core.data.voc import load_image, read_voc
+    from tools.train import main
+
+    spec = DataSpec(str(roots[0]), str(roots[1]), size=32, context_copies=1, min_face_px=4.0)
+    s = build_set(spec, "train")
+    ctx = s.domains == 2
+    assert ctx.any() and not np.isnan(s.boxes[ctx]).any() and np.isnan(s.boxes[~ctx]).all()
+    # the stored box is the window's own face box
+    first = int(np.flatnonzero(ctx)[0])
+    vimg = next(v for v in read_voc(roots[0]) if v.file == s.files[first])
+    crops = make_context_crops(load_image(roots[0], vimg), vimg, image_rng(spec.context_seed, vimg.file), 32,
+                               labels=("with_mask", "without_mask"), min_face_px=4.0)
+    assert np.allclose(s.boxes[first], crops[0].box) and np.array_equal(s.images[first], crops[0].image)
+    assert main(_argv(roots, tmp_path, "--backbone", "mobilenet_v2", "--frozen-prefix", "3", "--epochs", "2",
+                      "--extent-loss", "1", "--skip-test")) == 0
+    ck = load_checkpoint(tmp_path / "run" / "best.pt")
+    assert ck.extra["train_args"]["extent_loss"] == 1.0 and len(ck.extra["history"]) == 2
+    assert main(_argv(roots, tmp_path, "--mode", "tail", "--extent-loss", "1", "--skip-test")) == 2
+    assert "--extent-loss 1.0: needs" in capsys.readouterr().err
+
+
 def test_no_augmentation_input_equals_inference_input():
     from tools.train import _to_input
 

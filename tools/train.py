@@ -40,9 +40,10 @@ from torch import nn
 from tqdm import tqdm
 
 from core.checkpoint import load_checkpoint, save_checkpoint
-from core.data.augment import AugmentConfig, augment_rgb01, bgr_uint8_to_rgb01
+from core.data.augment import AugmentConfig, augment_rgb01, augment_rgb01_with_masks, bgr_uint8_to_rgb01
 from core.data.errors import DataError
 from core.data.training_set import CLASS_NAMES, DOMAINS, DataSpec, LabeledSet, build_set, fingerprint
+from core.extent_loss import box_masks, extent_loss
 from core.model import OUTPUT_STRIDES, CamModel, ModelMeta, dilate_last_stage
 from core.preprocess import normalize
 from stream.errors import UserError
@@ -99,6 +100,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--label-smoothing", type=float, default=0.05)
     t.add_argument("--warmup-epochs", type=float, default=0.3)
     t.add_argument("--freeze-epochs", type=int, default=0, help="full mode: first epochs with features[:tail-from] frozen")
+    t.add_argument("--extent-loss", type=float, default=0.0, metavar="W",
+                   help="full mode: add W x core.extent_loss on the context windows, whose face box is known, so the "
+                        "last layer's activation covers the face box (beyond the paper; 0 = labels only)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="auto", help="auto (cuda when present), cpu, cuda, cuda:1, ...")
     t.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
@@ -129,8 +133,11 @@ def _cached_set(spec: DataSpec, split: str, fp: str, args) -> LabeledSet:
     if not args.no_cache and path.is_file():
         try:
             z = np.load(path, allow_pickle=False)
-            log.info("%s: %s (cached)", split, path)
-            return LabeledSet(z["images"], z["labels"], z["domains"], [str(f) for f in z["files"]])
+            boxes = z["boxes"] if "boxes" in z.files else None
+            if boxes is not None or split != "train" or not getattr(args, "extent_loss", 0):
+                log.info("%s: %s (cached)", split, path)
+                return LabeledSet(z["images"], z["labels"], z["domains"], [str(f) for f in z["files"]], boxes)
+            log.info("%s: %s was stored without face boxes; rebuilding", split, path)
         except (OSError, ValueError, KeyError) as exc:
             log.warning("%s: unreadable cache %s (%s); rebuilding", split, path, exc)
     t0 = time.time()
@@ -140,7 +147,7 @@ def _cached_set(spec: DataSpec, split: str, fp: str, args) -> LabeledSet:
     if not args.no_cache:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, images=s.images, labels=s.labels, domains=s.domains, files=np.array(s.files))
+        np.savez(tmp, images=s.images, labels=s.labels, domains=s.domains, files=np.array(s.files), boxes=s.boxes)
         os.replace(tmp, path)
     return s
 
@@ -153,6 +160,13 @@ def _to_input(frames_u8: torch.Tensor, meta: ModelMeta, aug: AugmentConfig | Non
     elif x.shape[-1] != meta.input_size:
         x = F.interpolate(x, size=(meta.input_size,) * 2, mode="bilinear", align_corners=False, antialias=True)
     return normalize(x, meta.mean, meta.std)
+
+
+def _to_input_with_masks(frames_u8: torch.Tensor, masks: torch.Tensor, meta: ModelMeta, aug: AugmentConfig,
+                         g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_to_input` with augmentation, plus (B, 1, S, S) masks moved by the same geometry."""
+    x, m = augment_rgb01_with_masks(bgr_uint8_to_rgb01(frames_u8), masks, aug, g, out_size=meta.input_size)
+    return normalize(x, meta.mean, meta.std), m
 
 
 # ----------------------------------------------------------------------------------------- loop
@@ -177,7 +191,8 @@ def _state_path(args) -> Path:
 
 
 def fit(model: nn.Module, train_step_input, n_train: int, y_train: np.ndarray, val_logits_fn, val: LabeledSet,
-        args, device: torch.device, trainable: list[nn.Parameter], freeze=None) -> tuple[dict, dict, list]:
+        args, device: torch.device, trainable: list[nn.Parameter], freeze=None,
+        aux_forward=None) -> tuple[dict, dict, list]:
     """The epoch loop shared by both modes.
 
     Args:
@@ -185,6 +200,8 @@ def fit(model: nn.Module, train_step_input, n_train: int, y_train: np.ndarray, v
         train_step_input: ``(idx (B,), epoch) -> input batch`` (augmentation inside).
         val_logits_fn: ``() -> (N_val, K)`` logits on the val set.
         freeze: optional ``(epoch) -> None`` hook run at the start of every epoch.
+        aux_forward: with it, ``train_step_input`` returns ``(input, aux)`` and the step's loss is
+            the cross-entropy of ``logits`` plus ``extra`` from ``aux_forward(input, aux) -> (logits, extra)``.
 
     Returns:
         ``(best_state_dict, best_val_metrics, history)``.
@@ -244,7 +261,11 @@ def fit(model: nn.Module, train_step_input, n_train: int, y_train: np.ndarray, v
             x = train_step_input(idx, epoch, g)
             y = y_all[idx].to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
-                loss = F.cross_entropy(model_forward(model, x), y, weight=cw, label_smoothing=args.label_smoothing)
+                if aux_forward is None:
+                    loss = F.cross_entropy(model_forward(model, x), y, weight=cw, label_smoothing=args.label_smoothing)
+                else:
+                    logits, extra = aux_forward(*x)
+                    loss = F.cross_entropy(logits, y, weight=cw, label_smoothing=args.label_smoothing) + extra
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(opt)
@@ -337,6 +358,9 @@ def _run(args: argparse.Namespace) -> int:
         raise UserError(f"--frozen-prefix {args.frozen_prefix}: needs --backbone mobilenet_v2 and N in 0..18")
     if args.mode == "tail" and args.backbone != "mobilenet_v2":
         raise UserError("--mode tail needs --backbone mobilenet_v2")
+    if args.extent_loss < 0 or (args.extent_loss > 0 and args.mode == "tail"):
+        raise UserError(f"--extent-loss {args.extent_loss}: needs W >= 0, and full mode (tail mode trains on cached "
+                        "features that have no face masks)")
     if not 1 <= args.tail_from < 19:
         raise UserError(f"--tail-from must be in 1..18 (mobilenet_v2.features), but got {args.tail_from}")
     for name, root in (("--voc-root", args.voc_root), ("--crops-root", args.crops_root)):
@@ -391,12 +415,26 @@ def _run(args: argparse.Namespace) -> int:
         def train_input(idx, epoch, g):
             return _to_input(frames(train, idx), meta, aug, g).contiguous(memory_format=torch.channels_last)
 
+        step_input, aux_forward = train_input, None
+        if args.extent_loss > 0:
+            boxes = torch.from_numpy(train.boxes)
+            cam_net = CamModel(net)
+
+            def step_input(idx, epoch, g):  # the image and its face mask, augmented together
+                b = boxes[idx].to(device)
+                x, m = _to_input_with_masks(frames(train, idx), box_masks(b, train.images.shape[1]), meta, aug, g)
+                return x.contiguous(memory_format=torch.channels_last), (m, ~torch.isnan(b[:, 0]))
+
+            def aux_forward(x, aux):
+                logits, acts = cam_net(x)
+                return logits, args.extent_loss * extent_loss(acts, *aux)
+
         def val_logits():
             return _predict(lambda i: net(_to_input(frames(val, i), meta, None, None)), len(val), bs * 2, device)
 
-        best, best_val, history = fit(net, train_input, len(train), train.labels, val_logits, val, args, device,
+        best, best_val, history = fit(net, step_input, len(train), train.labels, val_logits, val, args, device,
                                       list(net.parameters()),
-                                      freeze if (args.freeze_epochs or frozen is not None) else None)
+                                      freeze if (args.freeze_epochs or frozen is not None) else None, aux_forward)
         net.load_state_dict(best)
     else:
         prefix = net.features[:args.tail_from]

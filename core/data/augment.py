@@ -75,8 +75,37 @@ def augment_rgb01(x: Tensor, cfg: AugmentConfig, g: torch.Generator, out_size: i
     Returns:
         (B, 3, S, S) float RGB in [0, 1].
     """
+    return _augment(x, None, cfg, g, out_size)[0]
+
+
+def augment_rgb01_with_masks(
+    x: Tensor, masks: Tensor, cfg: AugmentConfig, g: torch.Generator, out_size: int | None = None
+) -> tuple[Tensor, Tensor]:
+    """:func:`augment_rgb01` that also moves per-image masks with the geometry (not the colour).
+
+    The images come out exactly as :func:`augment_rgb01` makes them from the same generator state.
+
+    Args:
+        x: (B, 3, H, W) float RGB in [0, 1].
+        masks: (B, M, H, W) float masks in [0, 1] (e.g. 1 inside the face box).
+        cfg, g, out_size: as for :func:`augment_rgb01`.
+
+    Returns:
+        ``(images (B, 3, S, S), masks (B, M, S, S))``: the masks warped, zoomed and down/up-sampled
+        like the images (edges replicated where the view leaves the image).
+    """
+    if masks.shape[0] != x.shape[0] or masks.shape[-2:] != x.shape[-2:]:
+        raise ValueError(f"masks must be (B, M, H, W) matching images {tuple(x.shape)}, but got {tuple(masks.shape)}")
+    out, m = _augment(x, masks, cfg, g, out_size)
+    return out, m
+
+
+def _augment(x: Tensor, extra: Tensor | None, cfg: AugmentConfig, g: torch.Generator,
+             out_size: int | None) -> tuple[Tensor, Tensor | None]:
     b, _, h, _ = x.shape
     s = out_size or h
+    if extra is not None:  # geometry and resolution apply to both; colour to the image only
+        x = torch.cat([x, extra.to(x.dtype)], 1)
     dev = x.device
     # geometry: one affine grid for the whole batch (output -> input coordinates)
     zoom = torch.exp(_uniform(g, b, math.log(cfg.scale[0]), math.log(cfg.scale[1]), dev))
@@ -97,6 +126,8 @@ def augment_rgb01(x: Tensor, cfg: AugmentConfig, g: torch.Generator, out_size: i
             lo = F.interpolate(F.interpolate(x, size=(small, small), mode="area"), size=(s, s), mode="bilinear",
                                align_corners=False)
             x = torch.where(pick.view(b, 1, 1, 1), lo, x)
+    if extra is not None:
+        x, extra = x[:, :3], x[:, 3:]
     # colour
     br = 1.0 + _uniform(g, b, -cfg.brightness, cfg.brightness, dev).view(b, 1, 1, 1)
     x = x * br
@@ -107,4 +138,4 @@ def augment_rgb01(x: Tensor, cfg: AugmentConfig, g: torch.Generator, out_size: i
     sat = 1.0 + _uniform(g, b, -cfg.saturation, cfg.saturation, dev).view(b, 1, 1, 1)
     sat = torch.where((torch.rand(b, generator=g) < cfg.gray_p).to(dev).view(b, 1, 1, 1), torch.zeros_like(sat), sat)
     x = (x - gray) * sat + gray
-    return x.clamp_(0.0, 1.0)
+    return x.clamp_(0.0, 1.0), extra

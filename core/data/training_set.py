@@ -31,6 +31,7 @@ CLASS_NAMES: tuple[str, ...] = ("with_mask", "without_mask")
 DOMAINS: tuple[str, ...] = ("crops", "voc_face", "voc_context")
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 EVAL_CONTEXT_SEED = 0  # context crops of val/test (one window per face)
+_NO_BOX = (float("nan"),) * 4  # images whose face box is not known (face crops)
 
 
 @dataclass
@@ -42,12 +43,15 @@ class LabeledSet:
         labels: (N,) int64 index into ``CLASS_NAMES``.
         domains: (N,) int64 index into ``DOMAINS``.
         files: (N,) source file of each image (relative to its data root).
+        boxes: (N, 4) float32 face box (x1, y1, x2, y2) in image pixels where it is known (the
+            ``voc_context`` windows), NaN rows elsewhere; None when the set was stored without them.
     """
 
     images: np.ndarray
     labels: np.ndarray
     domains: np.ndarray
     files: list[str] = field(default_factory=list)
+    boxes: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.images)
@@ -56,13 +60,16 @@ class LabeledSet:
         if len(self.labels) != n or len(self.domains) != n or len(self.files) != n:
             raise ValueError(f"labels/domains/files must have {n} entries, but got "
                              f"{len(self.labels)}/{len(self.domains)}/{len(self.files)}")
+        if self.boxes is not None and self.boxes.shape != (n, 4):
+            raise ValueError(f"boxes must be ({n}, 4), but got {self.boxes.shape}")
 
     def __len__(self) -> int:
         return len(self.images)
 
     def subset(self, idx: Iterable[int]) -> "LabeledSet":
         idx = np.asarray(list(idx), dtype=np.int64)
-        return LabeledSet(self.images[idx], self.labels[idx], self.domains[idx], [self.files[i] for i in idx])
+        return LabeledSet(self.images[idx], self.labels[idx], self.domains[idx], [self.files[i] for i in idx],
+                          None if self.boxes is None else self.boxes[idx])
 
     def counts(self) -> dict[str, dict[str, int]]:
         """domain -> class -> number of images."""
@@ -180,17 +187,17 @@ def build_set(spec: DataSpec, split: str, map_fn: Callable = map) -> LabeledSet:
     S = spec.size
 
     def one_crop(it):
-        return _resize_square(load_crop(spec.crops_root, it), S), CLASS_NAMES.index(it.label), 0, it.file
+        return _resize_square(load_crop(spec.crops_root, it), S), CLASS_NAMES.index(it.label), 0, it.file, _NO_BOX
 
     def one_voc(vimg):
         if not any(b.label in CLASS_NAMES for b in vimg.boxes):
             return []
         img = load_image(spec.voc_root, vimg)
-        out = [(c.image, CLASS_NAMES.index(c.label), 1, vimg.file)
+        out = [(c.image, CLASS_NAMES.index(c.label), 1, vimg.file, _NO_BOX)
                for c in voc_face_crops(img, vimg, S, spec.face_margin, CLASS_NAMES, min_px)]
         # regular windows for every face, then the extra seeds for small faces only
         for sd, below_px in [(sd, None) for sd in ctx_seeds] + [(sd, spec.small_face_px) for sd in small_seeds]:
-            out += [(c.image, CLASS_NAMES.index(c.label), 2, vimg.file)
+            out += [(c.image, CLASS_NAMES.index(c.label), 2, vimg.file, c.box)
                     for c in make_context_crops(img, vimg, image_rng(sd, vimg.file), S, labels=CLASS_NAMES,
                                                 min_face_px=min_px)
                     if below_px is None or c.face_px < below_px]
@@ -207,6 +214,8 @@ def build_set(spec: DataSpec, split: str, map_fn: Callable = map) -> LabeledSet:
                 seen[r[2]] += 1
         rows = kept
     if not rows:
-        return LabeledSet(np.zeros((0, S, S, 3), np.uint8), np.zeros(0, np.int64), np.zeros(0, np.int64), [])
+        return LabeledSet(np.zeros((0, S, S, 3), np.uint8), np.zeros(0, np.int64), np.zeros(0, np.int64), [],
+                          np.zeros((0, 4), np.float32))
     return LabeledSet(np.stack([r[0] for r in rows]), np.array([r[1] for r in rows], np.int64),
-                      np.array([r[2] for r in rows], np.int64), [r[3] for r in rows])
+                      np.array([r[2] for r in rows], np.int64), [r[3] for r in rows],
+                      np.array([r[4] for r in rows], np.float32).reshape(-1, 4))
