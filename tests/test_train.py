@@ -177,6 +177,10 @@ def test_extent_loss_run_trains_and_the_set_keeps_face_boxes(roots, tmp_path, ca
     assert ck.extra["train_args"]["extent_loss"] == 1.0 and len(ck.extra["history"]) == 2
     assert main(_argv(roots, tmp_path, "--mode", "tail", "--extent-loss", "1", "--skip-test")) == 2
     assert "--extent-loss 1.0: needs" in capsys.readouterr().err
+    # resuming it without the loss would change the objective mid-schedule: refused
+    assert main(_argv(roots, tmp_path, "--backbone", "mobilenet_v2", "--frozen-prefix", "3", "--epochs", "3",
+                      "--resume", "--skip-test")) == 2
+    assert "another --extent-loss" in capsys.readouterr().err
 
 
 def test_no_augmentation_input_equals_inference_input():

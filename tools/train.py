@@ -223,8 +223,10 @@ def fit(model: nn.Module, train_step_input, n_train: int, y_train: np.ndarray, v
             raise UserError(f"--resume: {sp}: no such file")
         st = torch.load(sp, map_location="cpu", weights_only=True)
         if (st.get("fingerprint") != args._fingerprint or st.get("mode") != args.mode
-                or int(st.get("output_stride", 32)) != args.output_stride):
-            raise UserError(f"--resume: {sp} was written for other data, another mode or another --output-stride; start a new --out")
+                or int(st.get("output_stride", 32)) != args.output_stride
+                or float(st.get("extent_loss", 0.0)) != args.extent_loss):
+            raise UserError(f"--resume: {sp} was written for other data, another mode, another --output-stride or "
+                            "another --extent-loss; start a new --out")
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["optimizer"])
         sched.load_state_dict(st["scheduler"])
@@ -287,7 +289,7 @@ def fit(model: nn.Module, train_step_input, n_train: int, y_train: np.ndarray, v
         sp = _state_path(args)
         sp.parent.mkdir(parents=True, exist_ok=True)
         torch.save({"epoch": epoch + 1, "mode": args.mode, "fingerprint": args._fingerprint,
-                    "output_stride": args.output_stride,
+                    "output_stride": args.output_stride, "extent_loss": args.extent_loss,
                     "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                     "best_score": best_score, "best_state": best_state, "best_val": best_val, "history": history,
                     "n_epochs": n_epochs},
