@@ -196,14 +196,11 @@ def export_onnx(
     meta = meta or default_meta(model)
     if meta.backbone not in BACKBONES:
         raise ValueError(f"meta.backbone must be one of {list(BACKBONES)}, but got {meta.backbone!r}")
-    if meta.output_stride != model.output_stride:
-        raise ValueError(f"meta.output_stride is {meta.output_stride} but the model's last layer has output stride "
-                         f"{model.output_stride}")
+    src = CamModel(model.net, meta)  # refuses metadata whose output stride is not the network's
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
 
     # Trace a float32 CPU copy in eval mode; the caller's model is left as it was.
-    src = CamModel(model.net, meta)
     modes = [(m, m.training) for m in model.modules()]  # restored module by module, not by one train()
     dev, dt = next(model.parameters()).device, next(model.parameters()).dtype
     src = src.to("cpu", torch.float32).eval()

@@ -61,8 +61,8 @@ HR_METHOD = "haycam+hr"
 ALL_METHODS: tuple[str, ...] = (*METHODS, HR_METHOD)
 MASKSTREAM_MAPS: tuple[str, ...] = ("haycam+", HR_METHOD)
 BASELINES: tuple[str, ...] = ("gradcam", "gradcam++", "layercam", "eigencam", "haycam")
-# Used when a checkpoint has no calibrated haycam+hr entry: the val winner on the shipped mobilenet_v2.
-# (Not `dilate`: a model trained at output stride 16 has no stride-2 last stage left to dilate.)
+# Used when a checkpoint has no calibrated haycam+hr entry (calibrated ones store their own variant): the
+# val winner on the labels-only mobilenet_v2, and not `dilate`, which a stride-16 model cannot take.
 DEFAULT_HR = HiResConfig("fuse", "product", variance_fraction=0.5)
 # Searched on val by --calibrate. The paper's fraction 0.9 for every variant, plus smaller fractions:
 # on the shipped mobilenet_v2, val IoU of 7x7 HayCAM+ rises as the fraction falls (tools/eval_ablation.py).

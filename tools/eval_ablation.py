@@ -37,7 +37,7 @@ from tqdm import tqdm
 from core.cams import CamInputs
 from core.cams.haycam import haycam_plus
 from core.checkpoint import load_checkpoint
-from core.localization import calibrate_threshold, peak_in_box, score_method, threshold_candidates
+from core.localization import box_area_ratio, calibrate_threshold, peak_in_box, score_method, threshold_candidates
 from core.postprocess import normalize_maps
 from core.preprocess import images_to_input
 from tools.eval import compute_maps, hr_candidates, load_splits, make_crops
@@ -92,13 +92,11 @@ def main(argv=None) -> int:
     for name, m in tqdm(maps.items(), desc="variants", unit="map", file=sys.stderr):
         cal = calibrate_threshold(m, val.boxes, cands, size)
         sc = score_method(m, val.boxes, cal.threshold, size)
-        gt_area = (val.boxes[:, 2] - val.boxes[:, 0]) * (val.boxes[:, 3] - val.boxes[:, 1])
-        pred_area = (sc.pred[:, 2] - sc.pred[:, 0]) * (sc.pred[:, 3] - sc.pred[:, 1])
         rows.append({"variant": name, "grid": list(m.shape[-2:]), "val_iou": cal.mean_iou,
                      "threshold": f"{cal.threshold.mode} {cal.threshold.value:.2f}",
                      "oracle_iou": float(sc.best_iou.max(axis=1).mean()),
                      "peak_in_box": float(peak_in_box(m, val.boxes, size).mean()),
-                     "area_ratio": float(np.nanmedian(pred_area / gt_area))})
+                     "area_ratio": float(np.nanmedian(box_area_ratio(sc.pred, val.boxes)))})
     print(f"VAL split only: {len(val)} context crops, {ckpt.meta.backbone} ({ckpt.path})\n")
     print("| variant | grid | val IoU (own best threshold) | threshold | oracle IoU | peak in box | box/GT area |\n"
           "|---|---|---|---|---|---|---|")

@@ -74,15 +74,15 @@ def render_extent(path: str | Path, share: np.ndarray, ratios: dict[str, np.ndar
     lo, hi = X_RANGE
     centres = np.linspace(lo + 0.5 * (hi - lo) / bins, hi - 0.5 * (hi - lo) / bins, bins)
     half = (hi - lo) / bins
+    series = []  # (name, ratios, crops with a box, colour)
     for (name, r), color in zip(ratios.items(), COLORS):
         r = np.asarray(r, np.float64)
-        ok = np.isfinite(r) & (r > 0) & np.isfinite(share)
+        series.append((name, r, np.isfinite(r) & (r > 0) & np.isfinite(share), color))
+    for _, r, ok, color in series:
         for s, v in zip(share[ok], r[ok]):
             cv2.circle(dots, to_pixel(s, v), 2, color, -1, cv2.LINE_AA)
     img = cv2.addWeighted(dots, 0.45, img, 0.55, 0)  # faint dots, so the median lines stand out
-    for k, ((name, r), color) in enumerate(zip(ratios.items(), COLORS)):
-        r = np.asarray(r, np.float64)
-        ok = np.isfinite(r) & (r > 0) & np.isfinite(share)
+    for k, (name, r, ok, color) in enumerate(series):
         pts = []
         for c in centres:
             sel = ok & (np.abs(share - c) <= half)

@@ -28,8 +28,8 @@ def _extent(loc: dict, methods: list[str]) -> list[str]:
     per = {m: loc[m].get("by_face_share") for m in methods if loc[m].get("by_face_share")}
     if not per:
         return []
-    buckets = list(next(iter(per.values())))
     first = next(iter(per.values()))
+    buckets = list(first)
     lines = ["## Does the box follow the face's size?", "",
              "Per bucket of the face's share of the window: mean IoU, the median predicted/true box area "
              "(1.00× = right size) and, in brackets, the mean IoU a perfect per-crop threshold would give. "

@@ -134,7 +134,7 @@ def _cached_set(spec: DataSpec, split: str, fp: str, args) -> LabeledSet:
         try:
             z = np.load(path, allow_pickle=False)
             boxes = z["boxes"] if "boxes" in z.files else None
-            if boxes is not None or split != "train" or not getattr(args, "extent_loss", 0):
+            if boxes is not None or split != "train" or not args.extent_loss:
                 log.info("%s: %s (cached)", split, path)
                 return LabeledSet(z["images"], z["labels"], z["domains"], [str(f) for f in z["files"]], boxes)
             log.info("%s: %s was stored without face boxes; rebuilding", split, path)

@@ -96,8 +96,7 @@ def augment_rgb01_with_masks(
     """
     if masks.shape[0] != x.shape[0] or masks.shape[-2:] != x.shape[-2:]:
         raise ValueError(f"masks must be (B, M, H, W) matching images {tuple(x.shape)}, but got {tuple(masks.shape)}")
-    out, m = _augment(x, masks, cfg, g, out_size)
-    return out, m
+    return _augment(x, masks, cfg, g, out_size)
 
 
 def _augment(x: Tensor, extra: Tensor | None, cfg: AugmentConfig, g: torch.Generator,
