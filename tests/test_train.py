@@ -94,6 +94,10 @@ def test_full_training_lowers_loss_resumes_and_round_trips(roots, tmp_path):
     diag = ck.metrics["test_diagnostics"]
     assert diag["crops_by_source"]["numeric_tight"]["n"] == ck.metrics["test"]["crops"]["n"]
     assert set(diag["zoomed_out"]) == {"numeric_tight_x0.6", "numeric_tight_x0.4"}
+    # the resolution probe starts from the same >= 32 px context crops that the face-size table scores
+    probe, big = diag["resolution_probe"], diag["voc_by_face_size"]["voc_context"][">=32px"]
+    assert probe["n_faces"] == big["n"] > 0 and probe["original"] == big
+    assert {"24px", "16px", "12px", "9px", "6px"} <= set(probe) and probe["6px"]["as_if"]["n"] == big["n"]
     # the raw state dict is plain torchvision's: strict load with num_classes=2
     blob = torch.load(tmp_path / "run" / "best.pt", map_location="cpu", weights_only=True)
     net = tvm.mobilenet_v2(num_classes=2)

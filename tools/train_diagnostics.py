@@ -8,6 +8,10 @@
 - ``mask_weared_incorrect``: what the two-class model says about the faces it never trained on.
 - ``voc_by_face_size``: VOC face and context crops bucketed by the face box's shorter side in the
   original photo (most VOC faces are tiny: median 22 px; a 6 px face carries little evidence).
+- ``resolution_probe``: the context crops of faces of 32 px and more, re-rendered as if the photo had been
+  taken with the face at ``t`` px (window down-sampled, then resized back as the crop builder resizes), next to
+  the real faces of about that size. Same faces and labels, only the pixels change: it separates "small faces
+  are hard because they have few pixels" from "small faces are different faces".
 
 Run on a checkpoint: ``python -m tools.train_diagnostics CKPT [--update]`` (``--update`` stores
 the result in the checkpoint's metrics under ``test_diagnostics``).
@@ -34,6 +38,8 @@ from tools.train_metrics import binary_metrics
 
 ZOOMS = (0.6, 0.4)
 SIZE_BUCKETS = ((0, 16), (16, 32), (32, 10**9))
+PROBE_FACE_PX = (24, 16, 12, 9, 6)  # simulated face sizes of the resolution probe
+PROBE_FROM_PX = 32  # faces at least this large (photo pixels) are re-rendered smaller
 
 
 def face_size_buckets(face_px: np.ndarray) -> dict[str, np.ndarray]:
@@ -58,6 +64,22 @@ def zoom_out(img: np.ndarray, z: float) -> np.ndarray:
     small = cv2.resize(img, (k, k), interpolation=cv2.INTER_AREA)
     t = (s - k) // 2
     return cv2.copyMakeBorder(small, t, s - k - t, t, s - k - t, cv2.BORDER_REPLICATE)
+
+
+def as_if_face_px(window: np.ndarray, face_win_px: float, target_px: float) -> np.ndarray:
+    """Re-render a context window as if its face's shorter side had been ``target_px`` in the photo.
+
+    The window (S, S, 3) shows a face whose shorter side is ``face_win_px`` window pixels. Shrinking the
+    photo so that the face is ``target_px`` px leaves the window ``S * target_px / face_win_px`` photo pixels
+    wide: the window is area-down-sampled to that side and resized back up with bilinear interpolation, as
+    ``core.data._geometry.cut_window`` resizes windows smaller than ``S``. No-op when that side is >= S.
+    """
+    s = window.shape[0]
+    k = max(1, int(round(s * target_px / face_win_px)))
+    if k >= s:
+        return window
+    small = cv2.resize(window, (k, k), interpolation=cv2.INTER_AREA)
+    return cv2.resize(small, (s, s), interpolation=cv2.INTER_LINEAR)
 
 
 def diagnostics(model: CamModel, spec: DataSpec, test: LabeledSet, device: torch.device) -> dict:
@@ -85,7 +107,7 @@ def diagnostics(model: CamModel, spec: DataSpec, test: LabeledSet, device: torch
             faces += [c.image for c in voc_face_crops(img, vimg, spec.size, spec.face_margin, ("mask_weared_incorrect",))]
             ctx += [c.image for c in make_context_crops(img, vimg, image_rng(EVAL_CONTEXT_SEED, vimg.file), spec.size,
                                                         labels=("mask_weared_incorrect",))]
-    out["voc_by_face_size"] = _by_face_size(model, spec, test_ims, device)
+    out["voc_by_face_size"], out["resolution_probe"] = _by_face_size(model, spec, test_ims, device)
     inc = {}
     for name, arr in (("voc_face", faces), ("voc_context", ctx)):
         if arr:
@@ -95,8 +117,9 @@ def diagnostics(model: CamModel, spec: DataSpec, test: LabeledSet, device: torch
     return out
 
 
-def _by_face_size(model: CamModel, spec: DataSpec, test_ims, device: torch.device) -> dict:
+def _by_face_size(model: CamModel, spec: DataSpec, test_ims, device: torch.device) -> tuple[dict, dict]:
     rows: dict[str, list] = {"voc_face": [], "voc_context": []}
+    large: list[tuple[np.ndarray, int, float]] = []  # context window, label, face's shorter side in the window
     for vimg in test_ims:
         if not any(b.label in CLASS_NAMES for b in vimg.boxes):
             continue
@@ -106,6 +129,8 @@ def _by_face_size(model: CamModel, spec: DataSpec, test_ims, device: torch.devic
             rows["voc_face"].append((c.image, CLASS_NAMES.index(c.label), min(b.xyxy[2] - b.xyxy[0], b.xyxy[3] - b.xyxy[1])))
         for c in make_context_crops(img, vimg, image_rng(EVAL_CONTEXT_SEED, vimg.file), spec.size, labels=CLASS_NAMES):
             rows["voc_context"].append((c.image, CLASS_NAMES.index(c.label), c.face_px))
+            if c.face_px >= PROBE_FROM_PX:
+                large.append((c.image, CLASS_NAMES.index(c.label), min(c.box[2] - c.box[0], c.box[3] - c.box[1])))
     out = {}
     for name, r in rows.items():
         if not r:
@@ -114,7 +139,29 @@ def _by_face_size(model: CamModel, spec: DataSpec, test_ims, device: torch.devic
         lab = np.array([x[1] for x in r])
         px = np.array([x[2] for x in r])
         out[name] = {bucket: binary_metrics(pred[m], lab[m]) for bucket, m in face_size_buckets(px).items()}
-    return out
+    return out, _resolution_probe(model, large, rows["voc_context"], device)
+
+
+def _resolution_probe(model: CamModel, large: list, context_rows: list, device: torch.device) -> dict:
+    if not large:
+        return {}
+    lab = np.array([x[1] for x in large])
+    probe: dict = {"n_faces": len(large), "from_px": PROBE_FROM_PX,
+                   "original": binary_metrics(_predict(model, np.stack([x[0] for x in large]), device), lab)}
+    real_px = np.array([x[2] for x in context_rows])
+    real_lab = np.array([x[1] for x in context_rows])
+    real_pred = None
+    edges = list(PROBE_FACE_PX) + [0]
+    for t, lower in zip(PROBE_FACE_PX, edges[1:]):
+        shrunk = np.stack([as_if_face_px(im, fw, t) for im, _, fw in large])
+        row = {"as_if": binary_metrics(_predict(model, shrunk, device), lab)}
+        real = (real_px >= lower) & (real_px < t) if lower else real_px < t
+        if real.any():  # the real faces just below t px (and above the next probe size)
+            if real_pred is None:
+                real_pred = _predict(model, np.stack([x[0] for x in context_rows]), device)
+            row["real"] = dict(binary_metrics(real_pred[real], real_lab[real]), range_px=[float(lower), float(t)])
+        probe[f"{t}px"] = row
+    return probe
 
 
 def main(argv: list[str] | None = None) -> int:
