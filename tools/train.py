@@ -103,6 +103,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument("--extent-loss", type=float, default=0.0, metavar="W",
                    help="full mode: add W x core.extent_loss on the context windows, whose face box is known, so the "
                         "last layer's activation covers the face box (beyond the paper; 0 = labels only)")
+    t.add_argument("--aug-lowres-min", type=float, default=AugmentConfig.lowres_min, metavar="F",
+                   help="smallest down-sampling factor of the low-resolution augmentation (30%% of the images); "
+                        "0.1 brings a context window's face down to 6-13 px")
+    t.add_argument("--aug-jpeg", type=float, default=AugmentConfig.jpeg_p, metavar="P",
+                   help="probability that a down-sampled image is also JPEG-coded at its small size (quality 40-90), "
+                        "as a tiny face in a real photo is")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="auto", help="auto (cuda when present), cpu, cuda, cuda:1, ...")
     t.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
@@ -186,6 +192,11 @@ def _predict(fn, n: int, batch: int, device: torch.device) -> np.ndarray:
     return torch.cat(outs).numpy() if outs else np.zeros((0, len(CLASS_NAMES)), np.float32)
 
 
+def _augment_of(state: dict) -> dict:
+    """The augmentation a last-state file was written with (states older than the field used the defaults)."""
+    return dict(state.get("augment") or asdict(AugmentConfig()))
+
+
 def _state_path(args) -> Path:
     return Path(args.out) / "last_state.pt"
 
@@ -224,9 +235,10 @@ def fit(model: nn.Module, train_step_input, n_train: int, y_train: np.ndarray, v
         st = torch.load(sp, map_location="cpu", weights_only=True)
         if (st.get("fingerprint") != args._fingerprint or st.get("mode") != args.mode
                 or int(st.get("output_stride", 32)) != args.output_stride
-                or float(st.get("extent_loss", 0.0)) != args.extent_loss):
-            raise UserError(f"--resume: {sp} was written for other data, another mode, another --output-stride or "
-                            "another --extent-loss; start a new --out")
+                or float(st.get("extent_loss", 0.0)) != args.extent_loss
+                or _augment_of(st) != args._augment):
+            raise UserError(f"--resume: {sp} was written for other data, another mode, another --output-stride, "
+                            "another --extent-loss or other --aug-* options; start a new --out")
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["optimizer"])
         sched.load_state_dict(st["scheduler"])
@@ -289,7 +301,7 @@ def fit(model: nn.Module, train_step_input, n_train: int, y_train: np.ndarray, v
         sp = _state_path(args)
         sp.parent.mkdir(parents=True, exist_ok=True)
         torch.save({"epoch": epoch + 1, "mode": args.mode, "fingerprint": args._fingerprint,
-                    "output_stride": args.output_stride, "extent_loss": args.extent_loss,
+                    "output_stride": args.output_stride, "extent_loss": args.extent_loss, "augment": args._augment,
                     "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                     "best_score": best_score, "best_state": best_state, "best_val": best_val, "history": history,
                     "n_epochs": n_epochs},
@@ -375,6 +387,11 @@ def _run(args: argparse.Namespace) -> int:
                         crops_named_with_mask=not args.no_named_web, limit=args.limit)
     except ValueError as exc:
         raise UserError(str(exc)) from None
+    try:
+        aug = AugmentConfig(lowres_min=args.aug_lowres_min, jpeg_p=args.aug_jpeg)
+    except ValueError as exc:
+        raise UserError(f"--aug-lowres-min / --aug-jpeg: {exc}") from None
+    args._augment = asdict(aug)
     fp = fingerprint(spec)
     args._fingerprint = fp
     train, val = _cached_set(spec, "train", fp, args), _cached_set(spec, "val", fp, args)
@@ -383,7 +400,6 @@ def _run(args: argparse.Namespace) -> int:
     log.info("device %s, mode %s, %s %s; train %s; val %s", device, args.mode, args.backbone, init,
              train.counts(), val.counts())
     meta = ModelMeta(args.backbone, CLASS_NAMES, args.input_size, output_stride=args.output_stride)
-    aug = AugmentConfig()
     net = net.to(device)
     bs = args.batch_size
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import cv2
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -29,6 +31,9 @@ class AugmentConfig:
         gray_p: probability of converting to grey.
         lowres_p: probability of a down- then up-sampling (small, blurry faces as in CCTV frames).
         lowres_min: smallest down-sampling factor.
+        jpeg_p: probability that a down-sampled image is also JPEG-compressed at its small size (a tiny face
+            in a real photo arrives with the compression blocks of its own scale; 0 = never, the default).
+        jpeg_quality: (min, max) JPEG quality, one value drawn per batch.
     """
 
     scale: tuple[float, float] = (0.75, 1.3)
@@ -41,15 +46,19 @@ class AugmentConfig:
     gray_p: float = 0.05
     lowres_p: float = 0.3
     lowres_min: float = 0.2
+    jpeg_p: float = 0.0
+    jpeg_quality: tuple[int, int] = (40, 90)
 
     def __post_init__(self) -> None:
         if not 0 < self.scale[0] <= self.scale[1]:
             raise ValueError(f"scale must satisfy 0 < min <= max, but got {self.scale}")
-        for name in ("hflip", "gray_p", "lowres_p"):
+        for name in ("hflip", "gray_p", "lowres_p", "jpeg_p"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be a probability in [0, 1], but got {getattr(self, name)}")
         if not 0.0 < self.lowres_min <= 1.0:
             raise ValueError(f"lowres_min must be in (0, 1], but got {self.lowres_min}")
+        if not 1 <= self.jpeg_quality[0] <= self.jpeg_quality[1] <= 100:
+            raise ValueError(f"jpeg_quality must satisfy 1 <= min <= max <= 100, but got {self.jpeg_quality}")
 
 
 def bgr_uint8_to_rgb01(frames: Tensor) -> Tensor:
@@ -99,6 +108,40 @@ def augment_rgb01_with_masks(
     return _augment(x, masks, cfg, g, out_size)
 
 
+def jpeg_roundtrip(x: Tensor, quality: int) -> Tensor:
+    """JPEG-encode and decode RGB images with OpenCV's libjpeg (4:2:0 chroma, as most cameras save).
+
+    One ``cv2.imencode``/``imdecode`` per image: JPEG codes images one at a time, and the augmentation
+    codes only small, down-sampled ones.
+
+    Args:
+        x: (B, 3, H, W) float RGB in [0, 1], on any device (coded on the CPU).
+        quality: JPEG quality 1-100.
+
+    Returns:
+        (B, 3, H, W) float RGB in [0, 1] on ``x``'s device: the decoded images.
+    """
+    bgr = (x.detach().clamp(0.0, 1.0) * 255.0).round().to(torch.uint8).flip(1).permute(0, 2, 3, 1).cpu().numpy()
+    out = []
+    for im in bgr:
+        ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(im), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+        if not ok:
+            raise RuntimeError(f"JPEG encoding of a {im.shape} image failed")
+        out.append(cv2.imdecode(buf, cv2.IMREAD_COLOR))
+    dec = torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).flip(1)
+    return dec.to(device=x.device, dtype=x.dtype) / 255.0
+
+
+def _jpeg_some(lo: Tensor, which: Tensor, quality: tuple[int, int], g: torch.Generator) -> Tensor:
+    """JPEG round-trip of the image channels (the first 3) of the images ``which`` (B,) marks."""
+    q = int(torch.randint(quality[0], quality[1] + 1, (1,), generator=g))
+    if not bool(which.any()):
+        return lo
+    coded = lo.clone()
+    coded[which, :3] = jpeg_roundtrip(lo[which, :3], q)
+    return coded
+
+
 def _augment(x: Tensor, extra: Tensor | None, cfg: AugmentConfig, g: torch.Generator,
              out_size: int | None) -> tuple[Tensor, Tensor | None]:
     b, _, h, _ = x.shape
@@ -122,8 +165,10 @@ def _augment(x: Tensor, extra: Tensor | None, cfg: AugmentConfig, g: torch.Gener
         if bool(pick.any()):
             f = float(_uniform(g, 1, cfg.lowres_min, 1.0, "cpu"))
             small = max(8, int(round(s * f)))
-            lo = F.interpolate(F.interpolate(x, size=(small, small), mode="area"), size=(s, s), mode="bilinear",
-                               align_corners=False)
+            lo = F.interpolate(x, size=(small, small), mode="area")
+            if cfg.jpeg_p > 0:
+                lo = _jpeg_some(lo, pick & (torch.rand(b, generator=g) < cfg.jpeg_p).to(dev), cfg.jpeg_quality, g)
+            lo = F.interpolate(lo, size=(s, s), mode="bilinear", align_corners=False)
             x = torch.where(pick.view(b, 1, 1, 1), lo, x)
     if extra is not None:
         x, extra = x[:, :3], x[:, 3:]
