@@ -76,6 +76,13 @@ def test_as_if_face_px_hand_computed():
     assert np.array_equal(as_if_face_px(w, 4.0, 2.0), np.full((8, 8, 3), 125, np.uint8))
     # asked to be as large as it is (or larger): unchanged
     assert np.array_equal(as_if_face_px(w, 4.0, 4.0), w) and np.array_equal(as_if_face_px(w, 4.0, 9.0), w)
+    # 2-px red/green columns become 1-px ones at half size; JPEG's half-resolution chroma then merges them
+    rg = np.zeros((16, 16, 3), np.uint8)
+    rg[:, [0, 1, 4, 5, 8, 9, 12, 13], 2] = 255  # red (BGR)
+    rg[:, [2, 3, 6, 7, 10, 11, 14, 15], 1] = 255  # green
+    clean, coded = as_if_face_px(rg, 8.0, 4.0), as_if_face_px(rg, 8.0, 4.0, jpeg_quality=95)
+    red_minus_green = lambda im: np.abs(im[..., 2].astype(int) - im[..., 1].astype(int))  # noqa: E731
+    assert red_minus_green(clean).max() > 100 and red_minus_green(coded).max() < 40
 
 
 def test_train_records_the_augmentation_and_resume_keeps_it(tmp_path, capsys):

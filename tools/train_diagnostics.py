@@ -10,8 +10,8 @@
   original photo (most VOC faces are tiny: median 22 px; a 6 px face carries little evidence).
 - ``resolution_probe``: the context crops of faces of 32 px and more, re-rendered as if the photo had been
   taken with the face at ``t`` px (window down-sampled, then resized back as the crop builder resizes), next to
-  the real faces of about that size. Same faces and labels, only the pixels change: it separates "small faces
-  are hard because they have few pixels" from "small faces are different faces".
+  the real faces of about that size, once clean and once JPEG-coded at the small size. Same faces and labels,
+  only the pixels change: it separates "few pixels", "compressed few pixels" and "different faces".
 
 Run on a checkpoint: ``python -m tools.train_diagnostics CKPT [--update]`` (``--update`` stores
 the result in the checkpoint's metrics under ``test_diagnostics``).
@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from core.checkpoint import load_checkpoint, save_checkpoint
+from core.data.augment import jpeg_bgr
 from core.data.context_crops import image_rng, make_context_crops
 from core.data.face_crops import read_crops_manifest, voc_face_crops
 from core.data.splits import voc_split
@@ -40,6 +41,7 @@ ZOOMS = (0.6, 0.4)
 SIZE_BUCKETS = ((0, 16), (16, 32), (32, 10**9))
 PROBE_FACE_PX = (24, 16, 12, 9, 6)  # simulated face sizes of the resolution probe
 PROBE_FROM_PX = 32  # faces at least this large (photo pixels) are re-rendered smaller
+PROBE_JPEG_QUALITY = 60  # the probe's second rendering: JPEG-coded at the small size, as a web photo is
 
 
 def face_size_buckets(face_px: np.ndarray) -> dict[str, np.ndarray]:
@@ -66,19 +68,22 @@ def zoom_out(img: np.ndarray, z: float) -> np.ndarray:
     return cv2.copyMakeBorder(small, t, s - k - t, t, s - k - t, cv2.BORDER_REPLICATE)
 
 
-def as_if_face_px(window: np.ndarray, face_win_px: float, target_px: float) -> np.ndarray:
+def as_if_face_px(window: np.ndarray, face_win_px: float, target_px: float, jpeg_quality: int | None = None) -> np.ndarray:
     """Re-render a context window as if its face's shorter side had been ``target_px`` in the photo.
 
     The window (S, S, 3) shows a face whose shorter side is ``face_win_px`` window pixels. Shrinking the
     photo so that the face is ``target_px`` px leaves the window ``S * target_px / face_win_px`` photo pixels
     wide: the window is area-down-sampled to that side and resized back up with bilinear interpolation, as
     ``core.data._geometry.cut_window`` resizes windows smaller than ``S``. No-op when that side is >= S.
+    With ``jpeg_quality`` the small window is JPEG-coded before it is resized back, as a photo stores it.
     """
     s = window.shape[0]
     k = max(1, int(round(s * target_px / face_win_px)))
     if k >= s:
         return window
     small = cv2.resize(window, (k, k), interpolation=cv2.INTER_AREA)
+    if jpeg_quality is not None:
+        small = jpeg_bgr(small, jpeg_quality)
     return cv2.resize(small, (s, s), interpolation=cv2.INTER_LINEAR)
 
 
@@ -153,8 +158,10 @@ def _resolution_probe(model: CamModel, large: list, context_rows: list, device: 
     real_pred = None
     edges = list(PROBE_FACE_PX) + [0]
     for t, lower in zip(PROBE_FACE_PX, edges[1:]):
-        shrunk = np.stack([as_if_face_px(im, fw, t) for im, _, fw in large])
-        row = {"as_if": binary_metrics(_predict(model, shrunk, device), lab)}
+        row = {}
+        for key, q in (("as_if", None), (f"as_if_jpeg{PROBE_JPEG_QUALITY}", PROBE_JPEG_QUALITY)):
+            shrunk = np.stack([as_if_face_px(im, fw, t, q) for im, _, fw in large])
+            row[key] = binary_metrics(_predict(model, shrunk, device), lab)
         real = (real_px >= lower) & (real_px < t) if lower else real_px < t
         if real.any():  # the real faces just below t px (and above the next probe size)
             if real_pred is None:

@@ -108,11 +108,18 @@ def augment_rgb01_with_masks(
     return _augment(x, masks, cfg, g, out_size)
 
 
-def jpeg_roundtrip(x: Tensor, quality: int) -> Tensor:
-    """JPEG-encode and decode RGB images with OpenCV's libjpeg (4:2:0 chroma, as most cameras save).
+def jpeg_bgr(image: np.ndarray, quality: int) -> np.ndarray:
+    """(H, W, 3) uint8 BGR -> the same image JPEG-encoded and decoded by OpenCV's libjpeg (4:2:0 chroma,
+    as most cameras save)."""
+    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(image), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise RuntimeError(f"JPEG encoding of a {image.shape} image failed")
+    return cv2.imdecode(buf, cv2.IMREAD_COLOR)
 
-    One ``cv2.imencode``/``imdecode`` per image: JPEG codes images one at a time, and the augmentation
-    codes only small, down-sampled ones.
+
+def jpeg_roundtrip(x: Tensor, quality: int) -> Tensor:
+    """:func:`jpeg_bgr` for a batch of RGB images (one image at a time, as JPEG codes them; the
+    augmentation codes only small, down-sampled ones).
 
     Args:
         x: (B, 3, H, W) float RGB in [0, 1], on any device (coded on the CPU).
@@ -122,13 +129,7 @@ def jpeg_roundtrip(x: Tensor, quality: int) -> Tensor:
         (B, 3, H, W) float RGB in [0, 1] on ``x``'s device: the decoded images.
     """
     bgr = (x.detach().clamp(0.0, 1.0) * 255.0).round().to(torch.uint8).flip(1).permute(0, 2, 3, 1).cpu().numpy()
-    out = []
-    for im in bgr:
-        ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(im), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-        if not ok:
-            raise RuntimeError(f"JPEG encoding of a {im.shape} image failed")
-        out.append(cv2.imdecode(buf, cv2.IMREAD_COLOR))
-    dec = torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).flip(1)
+    dec = torch.from_numpy(np.stack([jpeg_bgr(im, quality) for im in bgr])).permute(0, 3, 1, 2).flip(1)
     return dec.to(device=x.device, dtype=x.dtype) / 255.0
 
 
