@@ -136,7 +136,7 @@ def _by_face_size(model: CamModel, spec: DataSpec, test_ims, device: torch.devic
             rows["voc_context"].append((c.image, CLASS_NAMES.index(c.label), c.face_px))
             if c.face_px >= PROBE_FROM_PX:
                 large.append((c.image, CLASS_NAMES.index(c.label), min(c.box[2] - c.box[0], c.box[3] - c.box[1])))
-    out = {}
+    out, scored = {}, {}
     for name, r in rows.items():
         if not r:
             continue
@@ -144,29 +144,28 @@ def _by_face_size(model: CamModel, spec: DataSpec, test_ims, device: torch.devic
         lab = np.array([x[1] for x in r])
         px = np.array([x[2] for x in r])
         out[name] = {bucket: binary_metrics(pred[m], lab[m]) for bucket, m in face_size_buckets(px).items()}
-    return out, _resolution_probe(model, large, rows["voc_context"], device)
+        scored[name] = (pred, lab, px)
+    return out, _resolution_probe(model, large, scored.get("voc_context"), device)
 
 
-def _resolution_probe(model: CamModel, large: list, context_rows: list, device: torch.device) -> dict:
+def _resolution_probe(model: CamModel, large: list, real: tuple | None, device: torch.device) -> dict:
+    """``large``: (window, label, face side in window px) of the big faces; ``real``: (pred, label, face px)
+    of every context crop, already scored."""
     if not large:
         return {}
     lab = np.array([x[1] for x in large])
     probe: dict = {"n_faces": len(large), "from_px": PROBE_FROM_PX,
                    "original": binary_metrics(_predict(model, np.stack([x[0] for x in large]), device), lab)}
-    real_px = np.array([x[2] for x in context_rows])
-    real_lab = np.array([x[1] for x in context_rows])
-    real_pred = None
-    edges = list(PROBE_FACE_PX) + [0]
-    for t, lower in zip(PROBE_FACE_PX, edges[1:]):
+    for t, lower in zip(PROBE_FACE_PX, PROBE_FACE_PX[1:] + (0,)):
         row = {}
         for key, q in (("as_if", None), (f"as_if_jpeg{PROBE_JPEG_QUALITY}", PROBE_JPEG_QUALITY)):
             shrunk = np.stack([as_if_face_px(im, fw, t, q) for im, _, fw in large])
             row[key] = binary_metrics(_predict(model, shrunk, device), lab)
-        real = (real_px >= lower) & (real_px < t) if lower else real_px < t
-        if real.any():  # the real faces just below t px (and above the next probe size)
-            if real_pred is None:
-                real_pred = _predict(model, np.stack([x[0] for x in context_rows]), device)
-            row["real"] = dict(binary_metrics(real_pred[real], real_lab[real]), range_px=[float(lower), float(t)])
+        if real is not None:  # the real faces just below t px (and at least the next probe size)
+            pred, real_lab, px = real
+            m = (px >= lower) & (px < t)
+            if m.any():
+                row["real"] = dict(binary_metrics(pred[m], real_lab[m]), range_px=[float(lower), float(t)])
         probe[f"{t}px"] = row
     return probe
 
