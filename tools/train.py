@@ -192,9 +192,14 @@ def _predict(fn, n: int, batch: int, device: torch.device) -> np.ndarray:
     return torch.cat(outs).numpy() if outs else np.zeros((0, len(CLASS_NAMES)), np.float32)
 
 
-def _augment_of(state: dict) -> dict:
-    """The augmentation a last-state file was written with (states older than the field used the defaults)."""
-    return dict(state.get("augment") or asdict(AugmentConfig()))
+def _resume_key(args) -> dict:
+    """What a last-state file must share with the run that resumes it: the data and the objective."""
+    return {"fingerprint": args._fingerprint, "mode": args.mode, "output_stride": args.output_stride,
+            "extent_loss": float(args.extent_loss), "augment": args._augment}
+
+
+# the values of runs written before a key of _resume_key existed
+_STATE_DEFAULTS = {"output_stride": 32, "extent_loss": 0.0, "augment": asdict(AugmentConfig())}
 
 
 def _state_path(args) -> Path:
@@ -233,10 +238,8 @@ def fit(model: nn.Module, train_step_input, n_train: int, y_train: np.ndarray, v
         if not sp.is_file():
             raise UserError(f"--resume: {sp}: no such file")
         st = torch.load(sp, map_location="cpu", weights_only=True)
-        if (st.get("fingerprint") != args._fingerprint or st.get("mode") != args.mode
-                or int(st.get("output_stride", 32)) != args.output_stride
-                or float(st.get("extent_loss", 0.0)) != args.extent_loss
-                or _augment_of(st) != args._augment):
+        key = _resume_key(args)
+        if any(st.get(k, _STATE_DEFAULTS.get(k)) != v for k, v in key.items()):
             raise UserError(f"--resume: {sp} was written for other data, another mode, another --output-stride, "
                             "another --extent-loss or other --aug-* options; start a new --out")
         model.load_state_dict(st["model"])
@@ -300,9 +303,7 @@ def fit(model: nn.Module, train_step_input, n_train: int, y_train: np.ndarray, v
             best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         sp = _state_path(args)
         sp.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"epoch": epoch + 1, "mode": args.mode, "fingerprint": args._fingerprint,
-                    "output_stride": args.output_stride, "extent_loss": args.extent_loss, "augment": args._augment,
-                    "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+        torch.save({"epoch": epoch + 1, **_resume_key(args), "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                     "best_score": best_score, "best_state": best_state, "best_val": best_val, "history": history,
                     "n_epochs": n_epochs},
                    sp.with_suffix(".tmp"))
@@ -477,7 +478,7 @@ def _run(args: argparse.Namespace) -> int:
 
     params = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
               if not k.startswith("_") and k not in ("func",) and not callable(v)}
-    extra = {"init": init, "train_args": params, "data_spec": spec.params(), "augment": asdict(aug),
+    extra = {"init": init, "train_args": params, "data_spec": spec.params(), "augment": args._augment,
              "history": history, "train_counts": train.counts(), "val_counts": val.counts(),
              "command": " ".join(sys.argv), "torch": str(torch.__version__), "device": str(device),
              "train_seconds": round(time.time() - t0, 1)}

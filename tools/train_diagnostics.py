@@ -112,7 +112,7 @@ def diagnostics(model: CamModel, spec: DataSpec, test: LabeledSet, device: torch
             faces += [c.image for c in voc_face_crops(img, vimg, spec.size, spec.face_margin, ("mask_weared_incorrect",))]
             ctx += [c.image for c in make_context_crops(img, vimg, image_rng(EVAL_CONTEXT_SEED, vimg.file), spec.size,
                                                         labels=("mask_weared_incorrect",))]
-    out["voc_by_face_size"], out["resolution_probe"] = _by_face_size(model, spec, test_ims, device)
+    out["voc_by_face_size"], out["resolution_probe"] = _by_face_size_and_probe(model, spec, test_ims, device)
     inc = {}
     for name, arr in (("voc_face", faces), ("voc_context", ctx)):
         if arr:
@@ -122,7 +122,9 @@ def diagnostics(model: CamModel, spec: DataSpec, test: LabeledSet, device: torch
     return out
 
 
-def _by_face_size(model: CamModel, spec: DataSpec, test_ims, device: torch.device) -> tuple[dict, dict]:
+def _by_face_size_and_probe(model: CamModel, spec: DataSpec, test_ims, device: torch.device) -> tuple[dict, dict]:
+    """``(voc_by_face_size, resolution_probe)`` for the VOC images ``test_ims``: the probe reuses the context
+    crops (and their predictions) that the face-size table scores."""
     rows: dict[str, list] = {"voc_face": [], "voc_context": []}
     large: list[tuple[np.ndarray, int, float]] = []  # context window, label, face's shorter side in the window
     for vimg in test_ims:
