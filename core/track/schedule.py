@@ -1,0 +1,65 @@
+"""Which tracked faces to classify again on a frame ("detect less, track more").
+
+Classifying every face on every frame costs one 224-px forward per face; a decided person needs far
+fewer looks than an undecided one. A face is *due* when it has never been classified, or when as
+many frames as its interval have passed since its last classification: ``undecided_every`` for
+undecided people and for decided people whose evidence is contested (the latest votes disagree with
+the label: a mask may be coming off), ``decided_every`` for the others. At most ``max_per_frame``
+faces are classified per frame, the most overdue first (undecided before decided on ties), so a crowd
+spreads its cost over frames instead of stalling one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ScheduleParams:
+    """Re-classification intervals in frames (1: every frame).
+
+    Attributes:
+        undecided_every: classify undecided (and contested) people every this many frames.
+        decided_every: classify decided people every this many frames.
+        max_per_frame: classify at most this many faces per frame (0: no limit).
+    """
+
+    undecided_every: int = 2
+    decided_every: int = 10
+    max_per_frame: int = 0
+
+    def __post_init__(self) -> None:
+        if self.undecided_every < 1 or self.decided_every < 1 or self.max_per_frame < 0:
+            raise ValueError("undecided_every and decided_every must be >= 1, max_per_frame >= 0")
+
+
+def due_for_classification(
+    frames_since: np.ndarray, settled: np.ndarray, params: ScheduleParams
+) -> np.ndarray:
+    """Indices of the faces to classify on this frame.
+
+    Args:
+        frames_since: (n,) frames since each face was last classified (a negative value or a very
+            large one: never classified).
+        settled: (n,) bool, True for a decided, uncontested person.
+        params: :class:`ScheduleParams`.
+
+    Returns:
+        (m,) int64 indices into the n faces, most overdue first.
+    """
+    since = np.asarray(frames_since, np.float64).reshape(-1)
+    settled = np.asarray(settled, bool).reshape(-1)
+    if since.shape != settled.shape:
+        raise ValueError(f"frames_since and settled must have the same length, got {since.shape} and {settled.shape}")
+    never = since < 0
+    interval = np.where(settled, params.decided_every, params.undecided_every).astype(np.float64)
+    overdue = np.where(never, np.inf, since / interval)
+    due = np.flatnonzero(never | (since >= interval))
+    # most overdue first; undecided first on ties
+    order = np.lexsort((settled[due].astype(int), -overdue[due]))
+    due = due[order]
+    if params.max_per_frame:
+        due = due[: params.max_per_frame]
+    return due.astype(np.int64)

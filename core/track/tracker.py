@@ -1,0 +1,329 @@
+"""A ByteTrack-style face tracker on numpy and scipy (one instance per video source).
+
+The scheme is ByteTrack's (Zhang et al., 2022): every track's box is predicted by a constant-velocity
+Kalman filter; confident detections are matched first (Hungarian assignment), the tracks left over are
+then matched to the weak detections, and only confident detections that matched nothing start new
+tracks. Two things differ, both for faces:
+
+* **The cost is not IoU alone.** A 10-px face that moves 12 px between two frames (a low frame rate,
+  or a detector that runs every k frames) has IoU 0 with its own previous box. The cost mixes
+  ``1 - IoU`` with the distance between the predicted and the detected centre divided by the face's
+  size (``sqrt(w * h)``, as maskcam normalises its corner distance), and a pair is allowed only when
+  that normalised distance is under a gate (wider for a track with no velocity estimate yet, and
+  growing with the frames since the track was last seen) and the two sizes differ by less than a
+  factor. So overlap helps when there is some, and distance decides when there is none.
+* **Frames without a detection run.** ``step(None)`` only predicts: the detector may run every k
+  frames and the tracker carries the boxes in between. Missing counts only on frames where the
+  detector ran, but a track's age is in frames, so ``max_lost_frames`` means the same at any k.
+
+Tracks start *tentative*; ``min_hits`` matched detections confirm them and only then do they get a
+public id (1, 2, 3... in order of confirmation, never reused), so a one-frame false detection never
+becomes a person. A confirmed track that is not found is *lost*: it is kept (and predicted) for
+``max_lost_frames`` frames and takes its id back when found again; after that it *ends*.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+_INF = 1e6
+
+
+@dataclass(frozen=True)
+class TrackerParams:
+    """Tracker settings.
+
+    Attributes:
+        high_score: detections at or above this are "confident" (first match, may start tracks).
+        low_score: detections in [low_score, high_score) are "weak" (second match only); below: ignored.
+        new_track_score: a confident detection matching no track starts one only at or above this.
+        gate: a pair is allowed when the centre distance is at most ``gate`` face sizes (sqrt(w*h)).
+        gate_new: the same for a track seen once (no velocity yet).
+        gate_growth: the gate grows by this fraction per frame since the track was last matched
+            (the prediction's uncertainty), up to ``3 x gate``.
+        max_size_ratio: a pair is allowed when the sizes differ by at most this factor.
+        min_hits: matched detections before a track is confirmed (and gets an id).
+        max_lost_frames: a lost track is kept this many frames, then it ends.
+        velocity_noise: Kalman process noise of the velocity, per frame, as a fraction of the face size.
+    """
+
+    high_score: float = 0.5
+    low_score: float = 0.1
+    new_track_score: float = 0.6
+    gate: float = 1.5
+    gate_new: float = 2.5
+    gate_growth: float = 0.1
+    max_size_ratio: float = 2.0
+    min_hits: int = 2
+    max_lost_frames: int = 30
+    velocity_noise: float = 0.05
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.low_score <= self.high_score <= 1.0:
+            raise ValueError(f"need 0 <= low_score <= high_score <= 1, got {self.low_score}, {self.high_score}")
+        if not self.high_score <= self.new_track_score <= 1.0:
+            raise ValueError(f"new_track_score must be in [high_score, 1], got {self.new_track_score}")
+        if self.gate <= 0 or self.gate_new <= 0 or self.gate_growth < 0:
+            raise ValueError("gate and gate_new must be > 0 and gate_growth >= 0")
+        if self.max_size_ratio < 1:
+            raise ValueError(f"max_size_ratio must be >= 1, got {self.max_size_ratio}")
+        if self.min_hits < 1 or self.max_lost_frames < 0:
+            raise ValueError("min_hits must be >= 1 and max_lost_frames >= 0")
+        if self.velocity_noise <= 0:
+            raise ValueError(f"velocity_noise must be > 0, got {self.velocity_noise}")
+
+
+@dataclass(frozen=True)
+class TrackStep:
+    """The tracker's answer for one frame.
+
+    Attributes:
+        ids: (m,) int64 public ids of the confirmed tracks in view (matched now, or carried between
+            detector runs), in ascending id order.
+        boxes: (m, 4) float32 x1, y1, x2, y2: the matched detection's box, else the prediction.
+        scores: (m,) float32 the matched detection's score, else the track's last one.
+        det_index: (m,) int64 index into this frame's detections, -1 when the box is predicted.
+        confirmed: ids confirmed on this frame (people who appeared).
+        ended: ids whose track ended on this frame (lost longer than ``max_lost_frames``), with the
+            frame number they were last matched on: ``{id: last_frame}``.
+    """
+
+    ids: np.ndarray
+    boxes: np.ndarray
+    scores: np.ndarray
+    det_index: np.ndarray
+    confirmed: tuple[int, ...] = ()
+    ended: dict[int, int] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------- Kalman filter on (cx, cy, w, h)
+
+_F = np.eye(8)
+_F[:4, 4:] = np.eye(4)
+_H = np.eye(4, 8)
+_POS = 1.0 / 20.0  # position noise as a fraction of the size (ByteTrack's std_weight_position)
+
+
+def _to_cxcywh(b: np.ndarray) -> np.ndarray:
+    return np.array([(b[0] + b[2]) / 2, (b[1] + b[3]) / 2, max(b[2] - b[0], 1e-3), max(b[3] - b[1], 1e-3)])
+
+
+class _Track:
+    __slots__ = ("mean", "cov", "score", "hits", "public_id", "last_match", "visible", "vel_noise")
+
+    def __init__(self, box: np.ndarray, score: float, frame: int, vel_noise: float) -> None:
+        z = _to_cxcywh(box)
+        w, h = z[2], z[3]
+        self.vel_noise = vel_noise
+        self.mean = np.concatenate([z, np.zeros(4)])
+        std = np.array([2 * _POS * w, 2 * _POS * h, 2 * _POS * w, 2 * _POS * h] + [4 * vel_noise * s for s in (w, h, w, h)])
+        self.cov = np.diag(std**2)
+        self.score = float(score)
+        self.hits = 1
+        self.public_id = -1
+        self.last_match = frame
+        self.visible = True  # matched at the last detector run (confirmed tracks in view are output)
+
+    def predict(self) -> None:
+        w, h = max(self.mean[2], 1e-3), max(self.mean[3], 1e-3)
+        vn = self.vel_noise
+        q = np.array([_POS * w, _POS * h, _POS * w, _POS * h, vn * w, vn * h, vn * w, vn * h]) ** 2
+        self.mean = _F @ self.mean
+        self.mean[2:4] = np.maximum(self.mean[2:4], 1e-3)
+        self.cov = _F @ self.cov @ _F.T + np.diag(q)
+
+    def update(self, box: np.ndarray, score: float, frame: int) -> None:
+        z = _to_cxcywh(box)
+        w, h = z[2], z[3]
+        r = np.diag(np.array([_POS * w, _POS * h, _POS * w, _POS * h]) ** 2)
+        s = _H @ self.cov @ _H.T + r
+        k = np.linalg.solve(s, _H @ self.cov).T  # (8, 4) gain
+        self.mean = self.mean + k @ (z - _H @ self.mean)
+        self.cov = (np.eye(8) - k @ _H) @ self.cov
+        self.score = float(score)
+        self.hits += 1
+        self.last_match = frame
+        self.visible = True
+
+    @property
+    def box(self) -> np.ndarray:
+        cx, cy, w, h = self.mean[:4]
+        return np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], np.float32)
+
+
+# ---------------------------------------------------------------- association
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of every pair. a: (n, 4), b: (m, 4) x1, y1, x2, y2 -> (n, m) in [0, 1]."""
+    a = np.asarray(a, np.float64).reshape(-1, 4)
+    b = np.asarray(b, np.float64).reshape(-1, 4)
+    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+
+
+def association_cost(
+    tracks: np.ndarray, dets: np.ndarray, gates: np.ndarray, max_size_ratio: float
+) -> np.ndarray:
+    """Cost of assigning each detection to each (predicted) track box; pairs outside the gates cost inf.
+
+    ``cost = (1 - IoU) / 2 + min(d / gate, 1) / 2`` where ``d`` is the centre distance divided by the
+    mean face size ``(sqrt(w_t h_t) + sqrt(w_d h_d)) / 2``. A pair is allowed when ``d <= gate`` (or the
+    boxes overlap with IoU >= 0.3) and the sizes differ by at most ``max_size_ratio``.
+
+    Args:
+        tracks: (n, 4) predicted track boxes x1, y1, x2, y2.
+        dets: (m, 4) detection boxes.
+        gates: (n,) the gate of each track, in face sizes.
+        max_size_ratio: largest allowed ratio of the two sizes.
+
+    Returns:
+        (n, m) float64, ``inf`` where the pair is not allowed.
+    """
+    tracks = np.asarray(tracks, np.float64).reshape(-1, 4)
+    dets = np.asarray(dets, np.float64).reshape(-1, 4)
+    if len(tracks) == 0 or len(dets) == 0:
+        return np.zeros((len(tracks), len(dets)))
+    iou = iou_matrix(tracks, dets)
+    st = np.sqrt(np.maximum((tracks[:, 2] - tracks[:, 0]) * (tracks[:, 3] - tracks[:, 1]), 1e-6))
+    sd = np.sqrt(np.maximum((dets[:, 2] - dets[:, 0]) * (dets[:, 3] - dets[:, 1]), 1e-6))
+    ct = (tracks[:, :2] + tracks[:, 2:]) / 2
+    cd = (dets[:, :2] + dets[:, 2:]) / 2
+    size = (st[:, None] + sd[None, :]) / 2
+    d = np.linalg.norm(ct[:, None, :] - cd[None, :, :], axis=2) / size
+    ratio = np.maximum(st[:, None] / sd[None, :], sd[None, :] / st[:, None])
+    g = np.asarray(gates, np.float64).reshape(-1, 1)
+    ok = ((d <= g) | (iou >= 0.3)) & (ratio <= max_size_ratio)
+    cost = 0.5 * (1.0 - iou) + 0.5 * np.minimum(d / g, 1.0)
+    return np.where(ok, cost, np.inf)
+
+
+def _assign(cost: np.ndarray) -> list[tuple[int, int]]:
+    """Minimum-cost matching that never uses a forbidden (inf) pair."""
+    if cost.size == 0:
+        return []
+    c = np.where(np.isfinite(cost), cost, _INF)
+    rows, cols = linear_sum_assignment(c)
+    return [(int(r), int(k)) for r, k in zip(rows, cols) if np.isfinite(cost[r, k])]
+
+
+# ---------------------------------------------------------------- the tracker
+
+
+class FaceTracker:
+    """Tracks face boxes across the frames of ONE source.
+
+    Call :meth:`step` once per frame, in order: with the frame's detections when the detector ran
+    on it, with ``None`` when it did not (the boxes are then predicted).
+
+    Args:
+        params: :class:`TrackerParams`.
+    """
+
+    def __init__(self, params: TrackerParams | None = None) -> None:
+        self.params = params or TrackerParams()
+        self.tracks: list[_Track] = []
+        self.frame = -1
+        self.next_id = 1
+
+    def _gates(self, tracks: list[_Track]) -> np.ndarray:
+        p = self.params
+        out = []
+        for t in tracks:
+            base = p.gate_new if t.hits < 2 else p.gate
+            out.append(base * min(3.0, 1.0 + p.gate_growth * max(0, self.frame - t.last_match - 1)))
+        return np.array(out)
+
+    def step(self, detections: np.ndarray | None) -> TrackStep:
+        """Advance one frame.
+
+        Args:
+            detections: (n, 5) x1, y1, x2, y2, score in frame pixels (n may be 0: the detector ran
+                and found nothing), or None when the detector did not run on this frame.
+
+        Returns:
+            :class:`TrackStep` for this frame.
+        """
+        p = self.params
+        self.frame += 1
+        for t in self.tracks:
+            t.predict()
+        n_det = 0 if detections is None else len(detections)
+        det_of: dict[int, int] = {}  # id(track) -> detection index
+        confirmed: list[int] = []
+        ended: dict[int, int] = {}
+        if detections is not None:
+            d = np.asarray(detections, np.float32).reshape(-1, 5) if n_det else np.zeros((0, 5), np.float32)
+            finite = np.isfinite(d).all(1) & (d[:, 2] >= d[:, 0]) & (d[:, 3] >= d[:, 1])
+            high = np.flatnonzero(finite & (d[:, 4] >= p.high_score))
+            low = np.flatnonzero(finite & (d[:, 4] >= p.low_score) & (d[:, 4] < p.high_score))
+            # first match: confident detections against every track (confirmed tracks first in cost ties)
+            pool = list(self.tracks)
+            cost = association_cost(np.array([t.box for t in pool]), d[high, :4], self._gates(pool), p.max_size_ratio)
+            matched_t: set[int] = set()
+            matched_d: set[int] = set()
+            for r, k in _assign(cost):
+                det_of[id(pool[r])] = int(high[k])
+                matched_t.add(r)
+                matched_d.add(int(high[k]))
+            # second match: leftover confirmed tracks against weak detections (stricter gate)
+            rest = [t for i, t in enumerate(pool) if i not in matched_t and t.public_id >= 0]
+            if rest and len(low):
+                cost2 = association_cost(
+                    np.array([t.box for t in rest]), d[low, :4], self._gates(rest) * 0.7, p.max_size_ratio
+                )
+                for r, k in _assign(cost2):
+                    det_of[id(rest[r])] = int(low[k])
+            for t in self.tracks:
+                k = det_of.get(id(t))
+                if k is not None:
+                    t.update(d[k, :4], float(d[k, 4]), self.frame)
+                    if t.public_id < 0 and t.hits >= p.min_hits:
+                        t.public_id = self.next_id
+                        self.next_id += 1
+                        confirmed.append(t.public_id)
+                else:
+                    t.visible = False
+            # tentative tracks die at their first miss; confirmed ones are kept while lost
+            self.tracks = [t for t in self.tracks if t.public_id >= 0 or id(t) in det_of]
+            for k in high:
+                if int(k) not in matched_d and d[k, 4] >= p.new_track_score:
+                    t = _Track(d[k, :4], float(d[k, 4]), self.frame, p.velocity_noise)
+                    if p.min_hits <= 1:
+                        t.public_id = self.next_id
+                        self.next_id += 1
+                        confirmed.append(t.public_id)
+                    self.tracks.append(t)
+                    det_of[id(t)] = int(k)
+        keep = []
+        for t in self.tracks:
+            if t.public_id >= 0 and self.frame - t.last_match > p.max_lost_frames:
+                ended[t.public_id] = t.last_match
+            else:
+                keep.append(t)
+        self.tracks = keep
+        shown = sorted((t for t in self.tracks if t.public_id >= 0 and t.visible), key=lambda t: t.public_id)
+        return TrackStep(
+            ids=np.array([t.public_id for t in shown], np.int64),
+            boxes=np.array([t.box for t in shown], np.float32).reshape(-1, 4),
+            scores=np.array([t.score for t in shown], np.float32),
+            det_index=np.array([det_of.get(id(t), -1) for t in shown], np.int64),
+            confirmed=tuple(confirmed),
+            ended=ended,
+        )
+
+    def finish(self) -> dict[int, int]:
+        """End every confirmed track (the source ended): ``{id: last matched frame}``."""
+        out = {t.public_id: t.last_match for t in self.tracks if t.public_id >= 0}
+        self.tracks = []
+        return out
