@@ -22,6 +22,7 @@ from typing import Any, Mapping
 import yaml
 
 from stream.errors import UserError
+from stream.people_config import PeopleConfig
 from stream.sources.options import SourceOptions
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -313,6 +314,7 @@ class Config:
     overlay: OverlayConfig = field(default_factory=OverlayConfig)
     sinks: SinksConfig = field(default_factory=SinksConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    people: PeopleConfig = field(default_factory=PeopleConfig)
 
 
 # ---------------------------------------------------------------- building from dicts

@@ -111,17 +111,28 @@ class BoxAnnotator:
     def color(self, label: str | None) -> Color:
         return self.colors.get(label or "", self.default_color)  # type: ignore[return-value]
 
+    undecided_color: Color = (170, 170, 170)
+
     def annotate(self, image: np.ndarray, result: FrameResult) -> np.ndarray:
         h, w = image.shape[:2]
         for d in result.detections:
             x1, y1, x2, y2 = (int(round(v)) for v in d.box)
             x1, x2 = max(0, min(x1, w - 1)), max(0, min(x2 - 1, w - 1))
             y1, y2 = max(0, min(y1, h - 1)), max(0, min(y2 - 1, h - 1))
-            c = self.color(d.label)
-            cv2.rectangle(image, (x1, y1), (x2, y2), c, self.thickness)
+            pid = getattr(d, "track_id", None)
+            if pid is not None:  # a tracked person: id and decided label; undecided in grey, thin
+                plabel = (getattr(d, "data", None) or {}).get("person_label") or "undecided"
+                undecided = plabel == "undecided"
+                c = self.undecided_color if undecided else self.color(plabel)
+                text = f"#{pid} {'?' if undecided else plabel} ({d.label} {d.score:.2f})"
+                cv2.rectangle(image, (x1, y1), (x2, y2), c, 1 if undecided else self.thickness)
+            else:
+                c = self.color(d.label)
+                text = f"{d.label} {d.score:.2f}"
+                cv2.rectangle(image, (x1, y1), (x2, y2), c, self.thickness)
             (_, th), base = cv2.getTextSize("Ag", FONT, self.font_scale, 1)
             ty = y1 - th - base - 2 if y1 - th - base - 2 >= 0 else y1 + self.thickness
-            put_label(image, f"{d.label} {d.score:.2f}", (x1, ty), c, self.font_scale)
+            put_label(image, text, (x1, ty), c, self.font_scale)
         if result.label is not None:
             put_label(
                 image, f"frame: {result.label} {result.score:.2f}", (w, 0), self.color(result.label), self.font_scale

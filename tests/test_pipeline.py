@@ -86,7 +86,11 @@ def test_file_every_frame_exactly_once(tmp_path, ckpt, backend, mode):
     states = [o["state"] for o in objs if o["type"] == "state"]
     assert states[-1] == "end_of_stream" and "connected" in states
     if mode == "faces":
-        assert sum(o["type"] == "detection" for o in objs) == 2 * 23
+        # people on (the default): each face becomes a person at its 2nd detection (frame 1), then every
+        # frame shows it; each person appears and leaves exactly once
+        assert sum(o["type"] == "detection" for o in objs) == 2 * 22
+        ends = sorted((o["event"], o["person_id"]) for o in objs if o["type"] == "person" and o["event"] != "decided")
+        assert [e for e in ends if e[0] != "changed"] == [("appeared", 1), ("appeared", 2), ("left", 1), ("left", 2)]
     assert no_extra_threads(before) == []
     assert summary.stopped_by == "end of input"
 

@@ -63,3 +63,25 @@ def due_for_classification(
     if params.max_per_frame:
         due = due[: params.max_per_frame]
     return due.astype(np.int64)
+
+
+def adapt_detect_every(k: int, cost_s: float, period_s: float | None, k_min: int, k_max: int) -> int:
+    """The detector interval for the next frames, backing off while processing is slower than the source.
+
+    Args:
+        k: the current interval (frames).
+        cost_s: the worker's recent processing time per frame, seconds.
+        period_s: the source's frame period, seconds (None or <= 0: unknown, keep ``k``).
+        k_min, k_max: bounds (the configured interval and its back-off ceiling).
+
+    Returns:
+        ``k + 1`` when a frame costs more than 90% of the period (falling behind), ``k - 1`` when it
+        costs less than half of it, else ``k``; always within [k_min, k_max].
+    """
+    if period_s is None or not period_s > 0 or not cost_s >= 0:
+        return max(k_min, min(k, k_max))
+    if cost_s > 0.9 * period_s:
+        k += 1
+    elif cost_s < 0.5 * period_s:
+        k -= 1
+    return max(k_min, min(k, k_max))

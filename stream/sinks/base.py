@@ -42,5 +42,9 @@ class Sink:
     def skip(self, item: SkippedFrame) -> None:
         """A frame the worker could not use."""
 
+    def person(self, event: dict) -> None:
+        """A person event (appeared / decided / changed / left; see ``stream.people``), the same dict
+        the JSON Lines file gets. Called on the pipeline thread, once per transition."""
+
     def close(self) -> None:
         """Flush and close (idempotent)."""

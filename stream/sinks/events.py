@@ -3,11 +3,16 @@
 Types::
 
   {"type": "frame", "source", "frame_index", "time", "pos_ms", "label", "score", "latency_ms", "boxes"}
-  {"type": "detection", "source", "frame_index", "time", "label", "score", "box": [x1, y1, x2, y2], "map_score"}
+  {"type": "detection", "source", "frame_index", "time", "label", "score", "box": [x1, y1, x2, y2], "map_score",
+   "person_id", "person_label"}
+  {"type": "person", "event": "appeared" | "decided" | "changed" | "left", "source", "person_id", ...}
   {"type": "state", "source", "state", "time", "message", "attempt"}
   {"type": "skip", "source", "frame_index", "time", "reason"}
 
 ``time`` is Unix time of capture (frames) or of the change (state); boxes are in frame pixels.
+``person_id`` is the box's track (a person, unique per source for the run; null when untracked) and
+``person_label`` that person's decided label or ``undecided``; person events are described in
+``stream.people``.
 Source ids are redacted again here: no credentials ever reach the file.
 """
 
@@ -62,6 +67,8 @@ def frame_events(result: FrameResult, latency_s: float | None = None) -> list[di
                 "score": _r(d.score),
                 "box": [round(float(v), 1) for v in d.box],
                 "map_score": _r(d.map_score),
+                "person_id": getattr(d, "track_id", None),
+                "person_label": (getattr(d, "data", None) or {}).get("person_label"),
             }
         )
     return out
@@ -119,6 +126,9 @@ class EventsSink(Sink):
                 "reason": item.reason,
             }
         )
+
+    def person(self, event: dict) -> None:
+        self._emit(event)
 
     def close(self) -> None:
         if self._f is not None:
