@@ -116,6 +116,8 @@ def test_events_lines_and_types(tmp_path):
         "score": 0.875,
         "box": [1.0, 2.0, 30.5, 40.2],
         "map_score": 0.6,
+        "person_id": None,  # an untracked box
+        "person_label": None,
     }
     assert sk["frame_index"] == 8 and sk["reason"].startswith("zero-size")
 
