@@ -76,13 +76,37 @@ class HeatmapAnnotator:
         h, w = image.shape[:2]
         if heat.shape[:2] != (h, w):
             heat = cv2.resize(heat, (w, h), interpolation=cv2.INTER_LINEAR)
-        colored = cv2.applyColorMap(heat, self.cmap)
         if result.label is None:  # faces mode: only where a face map was pasted
-            mask = heat > 0
-            blended = cv2.addWeighted(image, 1.0 - self.alpha, colored, self.alpha, 0.0)
-            image[mask] = blended[mask]
-            return image
+            return self._blend_patches(image, heat, result)
+        colored = cv2.applyColorMap(heat, self.cmap)
         cv2.addWeighted(image, 1.0 - self.alpha, colored, self.alpha, 0.0, dst=image)
+        return image
+
+
+    def _blend_patches(self, image: np.ndarray, heat: np.ndarray, result: FrameResult) -> np.ndarray:
+        """Blend only where a face map was pasted, working on the region around each box (the maps
+        cover each face's crop, a little larger than its box) instead of the whole frame: a 720p frame
+        with 5 faces costs a few small patches, not three full-frame passes."""
+        h, w = heat.shape[:2]
+        boxes = [d.box for d in result.detections]
+        regions = []
+        for x1, y1, x2, y2 in boxes:
+            mx, my = 0.5 * (x2 - x1) + 2, 0.5 * (y2 - y1) + 2
+            regions.append((max(0, int(x1 - mx)), max(0, int(y1 - my)), min(w, int(x2 + mx) + 1), min(h, int(y2 + my) + 1)))
+        covered = np.zeros((h, w), bool) if len(regions) > 1 else None
+        for x1, y1, x2, y2 in regions or [(0, 0, w, h)]:
+            if x2 <= x1 or y2 <= y1:
+                continue
+            hp = heat[y1:y2, x1:x2]
+            mask = hp > 0
+            if covered is not None:
+                mask &= ~covered[y1:y2, x1:x2]
+                covered[y1:y2, x1:x2] |= mask
+            if not mask.any():
+                continue
+            ip = image[y1:y2, x1:x2]
+            blended = cv2.addWeighted(ip, 1.0 - self.alpha, cv2.applyColorMap(hp, self.cmap), self.alpha, 0.0)
+            ip[mask] = blended[mask]
         return image
 
 

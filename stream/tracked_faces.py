@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from typing import Any, Sequence
 
+import cv2
 import numpy as np
 
 from core.frame_boxes import crop_rects, paste_maps
@@ -86,7 +87,14 @@ def process_tracked_faces(proc: Any, frames: Sequence[Frame], stage: PeopleStage
     probs = np.zeros((0, len(proc.class_names)), np.float32)
     maps_u8 = np.zeros((0,) + tuple(proc.input_size), np.uint8)
     if crops:
-        exp, _, maps_u8 = proc._forward_explain(crops)
+        # crops no larger than the input are upscaled here as uint8 (bilinear, like the model's resize, within
+        # one rounding step), so the batch is one tensor instead of one resize per crop
+        s_h, s_w = proc.input_size
+        batch = [
+            cv2.resize(c, (s_w, s_h), interpolation=cv2.INTER_LINEAR) if c.shape[0] <= s_h and c.shape[1] <= s_w else c
+            for c in crops
+        ]
+        exp, _, maps_u8 = proc._forward_explain(batch)
         probs = exp.probs.float().cpu().numpy()
     t_done = time.monotonic()
     results = []

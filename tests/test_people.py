@@ -264,3 +264,23 @@ def test_run_faces_on_a_clip_gives_one_person_per_face(tmp_path):
     rows = list(csv.DictReader(table.open()))
     assert {int(r["person_id"]) for r in rows} == {1, 2, 3}
     assert "people   3" in p.stdout
+
+
+def test_faces_heatmap_patches_equal_the_full_frame_blend():
+    """The patch-wise blend (faces mode) gives exactly the old full-frame blend where maps were pasted."""
+    from core.frame_boxes import crop_rects, paste_maps
+    from stream.overlay import HeatmapAnnotator
+    from stream.results import Detections
+
+    rng = np.random.default_rng(1)
+    img = rng.integers(0, 255, (120, 200, 3), np.uint8)
+    boxes = np.array([[20, 30, 60, 70, 1], [50, 40, 90, 80, 1], [150, 90, 199, 119, 1]], np.float32)
+    rects, _ = crop_rects(boxes, img.shape[:2], 0.15)
+    heat = paste_maps(img.shape[:2], rng.integers(1, 255, (3, 16, 16), np.uint8), rects)
+    dets = Detections(boxes[:, :4], np.zeros(3, np.int64), np.ones(3, np.float32), CLASSES)
+    fr = FrameResult(Frame("a", 0, img, 0.0), None, None, None, dets, heat)
+    out = HeatmapAnnotator(alpha=0.4).annotate(img.copy(), fr)
+    ref = img.copy()
+    blended = cv2.addWeighted(img, 0.6, cv2.applyColorMap(heat, cv2.COLORMAP_JET), 0.4, 0.0)
+    ref[heat > 0] = blended[heat > 0]
+    np.testing.assert_array_equal(out, ref)

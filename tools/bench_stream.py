@@ -16,6 +16,7 @@ run with ``nice`` and compare only within one run.
 
     python tools/bench_stream.py [--size 1280x720] [--frames 120] [--batch-sizes 1,4,8]
         [--modes frame,faces] [--devices cpu,cuda] [--checkpoint PATH] [--video] [--live-seconds 6]
+    python tools/bench_stream.py --crowd 1,5,20   # faces mode, people path vs every-frame path (tools/bench_people.py)
 """
 
 from __future__ import annotations
@@ -151,9 +152,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--live-fps", type=float, default=25.0)
     ap.add_argument("--live-seconds", type=float, default=6.0, help="0: skip the live latency runs")
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    ap.add_argument("--crowd", default=None, help="faces mode with people vs every frame: face counts, e.g. 1,5,20")
+    ap.add_argument("--crowd-frames", type=int, default=100)
+    ap.add_argument("--crowd-backends", default="torch,onnxruntime")
     a = ap.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
+    if a.crowd:  # tools/bench_people.py: real faces pasted on a 720p background, moving
+        from tools.bench_people import print_table, run_crowd
+
+        w, h = (int(v) for v in a.size.lower().split("x"))
+        print(f"# crowd: {w}x{h}, {a.crowd_frames} frames at 25 fps, torch {torch.__version__}, "
+              f"{torch.get_num_threads()} threads, CPU cores {__import__('os').cpu_count()}")
+        rows = run_crowd([int(v) for v in a.crowd.split(",")], a.crowd_frames, a.crowd_backends.split(","), (w, h))
+        print()
+        print_table(rows)
+        return 0
     w, h = (int(v) for v in a.size.lower().split("x"))
     images = load_frames(SAMPLE_CLIP, (w, h), limit=min(a.frames, 200))
     tmp = Path(tempfile.mkdtemp(prefix="bench_stream_"))

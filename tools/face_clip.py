@@ -79,7 +79,10 @@ def write_face_clip(
     rng = np.random.default_rng(seed)
     phase = rng.uniform(0, 2 * np.pi, (n, 2))
     speed = rng.uniform(0.03, 0.08, (n, 2))
-    imgs = [cv2.resize(f, (side, side), interpolation=cv2.INTER_AREA) for f in faces]
+    imgs = []
+    for f in faces:  # the longer side becomes ``side``, keeping the face's aspect ratio
+        s = side / max(f.shape[:2])
+        imgs.append(cv2.resize(f, (max(1, round(f.shape[1] * s)), max(1, round(f.shape[0] * s))), interpolation=cv2.INTER_AREA))
     bg = background(w, h, seed)
     fourcc = cv2.VideoWriter_fourcc(*("MJPG" if str(path).lower().endswith(".avi") else "mp4v"))
     wr = cv2.VideoWriter(str(path), fourcc, fps, (w, h))
@@ -97,8 +100,10 @@ def write_face_clip(
                 ax, ay = (cw - side) / 2, (ch - side) / 2
                 x = int(c * cw + ax + ax * 0.9 * math.sin(phase[i, 0] + speed[i, 0] * t))
                 y = int(r * ch + ay + ay * 0.9 * math.sin(phase[i, 1] + speed[i, 1] * t))
-                frame[y : y + side, x : x + side] = im
-                boxes.append((i, (x, y, x + side, y + side)))
+                ih, iw = im.shape[:2]
+                x, y = x + (side - iw) // 2, y + (side - ih) // 2
+                frame[y : y + ih, x : x + iw] = im
+                boxes.append((i, (x, y, x + iw, y + ih)))
             wr.write(frame)
             truth.append(boxes)
     finally:
