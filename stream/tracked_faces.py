@@ -69,6 +69,7 @@ def process_tracked_faces(proc: Any, frames: Sequence[Frame], stage: PeopleStage
         dets = None
         if sp.wants_detection():
             dets = np.asarray(proc.detector.detect([f.image])[0], np.float32).reshape(-1, 5)
+            dets = dets[np.argsort(-dets[:, 4], kind="stable")[: cfg.max_faces]]
         step, due, events = sp.track(f, dets)
         rects = np.zeros((0, 4), np.int64)
         idx = np.zeros(0, np.int64)

@@ -284,3 +284,23 @@ def test_faces_heatmap_patches_equal_the_full_frame_blend():
     blended = cv2.addWeighted(img, 0.6, cv2.applyColorMap(heat, cv2.COLORMAP_JET), 0.4, 0.0)
     ref[heat > 0] = blended[heat > 0]
     np.testing.assert_array_equal(out, ref)
+
+
+def test_overlay_shows_track_id_and_decided_label_undecided_in_grey():
+    from stream.config import OverlayConfig
+    from stream.overlay import BoxAnnotator
+    from stream.results import Detections
+
+    img = np.zeros((120, 200, 3), np.uint8)
+    dets = Detections(
+        np.array([[20, 40, 80, 100], [120, 40, 180, 100]], np.float32),
+        np.array([1, 1]),
+        np.array([0.9, 0.8], np.float32),
+        CLASSES,
+    ).with_tracks([3, 4], person_label=np.array(["with_mask", "undecided"], dtype=object))
+    ann = BoxAnnotator(OverlayConfig().colors, thickness=2)
+    out = ann.annotate(img.copy(), FrameResult(Frame("a", 0, img, 0.0), None, None, None, dets, None))
+    # person 3 is drawn in its decided label's colour (with_mask green) although this frame's class is
+    # without_mask; person 4 (undecided) in grey, one pixel thin
+    assert tuple(out[70, 20]) == (0, 200, 0) and tuple(out[70, 21]) == (0, 200, 0)
+    assert tuple(out[70, 120]) == BoxAnnotator.undecided_color and (out[70, 121] == 0).all()

@@ -5,7 +5,8 @@ For each face count (720p clips made by ``tools.face_clip`` from real faces in
 file source with the events and video sinks on (every frame in the output), twice in the same run:
 
 * ``every frame``: ``people.enabled: false``: the detector and the classifier on every frame;
-* ``people``: the tracker, the detector every k frames, re-classification when due, the per-person vote.
+* ``people, all frames``: the tracker and the vote, but the detector and the classifier on every frame;
+* ``people``: the defaults: the detector every k frames, re-classification when due.
 
 Columns: frames/s (first to last rendered frame), frames out, the per-frame accuracy of the face labels
 shown (a box matches the truth face whose pasted image holds its centre), face recall, and for the people path the per-person
@@ -77,6 +78,13 @@ def score(records, truth) -> dict:
     }
 
 
+PATHS = {  # the people section of each measured path
+    "every frame": {"enabled": False},
+    "people, all frames": {"detect_every": 1, "detect_every_max": 1, "undecided_every": 1, "decided_every": 1},
+    "people": {},
+}
+
+
 def run_crowd(counts: list[int], frames: int, backends: list[str], size=(1280, 720), seed: int = 0) -> list[dict]:
     """Measure every (face count, backend, path); returns one row dict per run."""
     from stream.config import load_config
@@ -95,13 +103,13 @@ def run_crowd(counts: list[int], frames: int, backends: list[str], size=(1280, 7
         clip = tmp / f"crowd{n}.mp4"
         truth = write_face_clip(clip, faces, labels, size, frames, 25.0, seed=seed)
         for bk in backends:
-            for path in ("every frame", "people"):
+            for path in PATHS:
                 cfg = load_config(None, {"worker": {"mode": "faces", "backend": bk, "batch_size": 4},
-                                         "people": {"enabled": path == "people"}})
+                                         "people": PATHS[path]})
                 backend = create_backend(cfg.worker)
-                det = create_detector(None, **({"score_threshold": cfg.people.tracker.low_score}
-                                               if path == "people" else {}))
-                stage = PeopleStage(backend.meta.class_names, cfg.people) if path == "people" else None
+                on = cfg.people.enabled
+                det = create_detector(None, **({"score_threshold": cfg.people.tracker.low_score} if on else {}))
+                stage = PeopleStage(backend.meta.class_names, cfg.people) if on else None
                 proc = Processor(backend, cfg.worker, det, stage)
                 src = open_source(str(clip), source_id="file", options=SourceOptions(file_queue=16))
                 sinks = [EventsSink(tmp / "ev.jsonl"), VideoSink(tmp / "out.mp4", ["file"], {"file": 25.0})]
