@@ -35,6 +35,7 @@ from core.track import (
     adapt_detect_every,
     due_for_classification,
 )
+from core.track.geometry import expand_boxes
 from stream.frames import Frame
 from stream.people_config import PeopleConfig
 from stream.redact import redact_text
@@ -77,11 +78,20 @@ class SourcePeople:
         class_names: classifier classes.
         cfg: the ``people`` config section.
         snapshot_dir: where decided people's best crop is saved (None: no snapshots).
+        margin: boxes are reported enlarged by this fraction per side (faces mode: ``worker.face_margin``,
+            the crop the classifier saw, as the every-frame path reports them); the tracker and the vote
+            use the face box itself.
     """
 
     def __init__(
-        self, source_id: str, class_names: Sequence[str], cfg: PeopleConfig, snapshot_dir: str | Path | None = None
+        self,
+        source_id: str,
+        class_names: Sequence[str],
+        cfg: PeopleConfig,
+        snapshot_dir: str | Path | None = None,
+        margin: float = 0.0,
     ) -> None:
+        self.margin = float(margin)
         self.source_id = source_id
         self.src = redact_text(source_id)
         self.class_names = tuple(class_names)
@@ -121,6 +131,10 @@ class SourcePeople:
             "label": p.label,
             **extra,
         }
+
+    def report_boxes(self, boxes: np.ndarray, frame: Frame) -> np.ndarray:
+        """(N, 4) tracked face boxes -> the boxes reported in events and results (with the margin)."""
+        return expand_boxes(boxes, self.margin, frame.image.shape[:2])
 
     # ------------------------------------------------------------ detect less
     def wants_detection(self) -> bool:
@@ -172,7 +186,8 @@ class SourcePeople:
             k = int(np.flatnonzero(step.ids == pid)[0])
             p = Person(pid, PersonVote(self.class_names, self.vote_params), frame.index, frame.index, t, t, segment_start=t)
             self.people[pid] = p
-            events.append(self._event("appeared", p, frame, box=[round(float(v), 1) for v in step.boxes[k]]))
+            box = self.report_boxes(step.boxes[k : k + 1], frame)[0]
+            events.append(self._event("appeared", p, frame, box=[round(float(v), 1) for v in box]))
         ppl = [self.people[int(i)] for i in step.ids]
         since = np.array([frame.index - p.last_classified if p.last_classified >= 0 else -1 for p in ppl])
         settled = np.array([p.vote.decided and not p.vote.contested for p in ppl], bool)
@@ -202,6 +217,7 @@ class SourcePeople:
         t = self.media_time(frame)
         events: list[dict] = []
         people: list[dict] = []
+        shown = self.report_boxes(step.boxes, frame)
         for k, pid in enumerate(step.ids):
             p = self.people[int(pid)]
             if p.frames_seen:  # time in view since the previous frame goes to the label held then
@@ -246,7 +262,7 @@ class SourcePeople:
                 {
                     "person_id": int(pid),
                     "label": p.label,
-                    "box": [round(float(v), 1) for v in box],
+                    "box": [round(float(v), 1) for v in shown[k]],
                     "confidence": round(conf, 4),
                     "probs": p.probs,
                 }
@@ -300,9 +316,17 @@ class PeopleStage:
         class_names: classifier classes.
         cfg: the ``people`` config section.
         snapshot_dir: directory for decided people's best crops (None: off).
+        margin: see :class:`SourcePeople`.
     """
 
-    def __init__(self, class_names: Sequence[str], cfg: PeopleConfig, snapshot_dir: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        class_names: Sequence[str],
+        cfg: PeopleConfig,
+        snapshot_dir: str | Path | None = None,
+        margin: float = 0.0,
+    ) -> None:
+        self.margin = margin
         self.class_names = tuple(class_names)
         self.cfg = cfg
         self.snapshot_dir = snapshot_dir
@@ -313,7 +337,9 @@ class PeopleStage:
         with self._lock:
             sp = self._sources.get(source_id)
             if sp is None:
-                sp = self._sources[source_id] = SourcePeople(source_id, self.class_names, self.cfg, self.snapshot_dir)
+                sp = self._sources[source_id] = SourcePeople(
+                    source_id, self.class_names, self.cfg, self.snapshot_dir, self.margin
+                )
             return sp
 
     def finish_source(self, source_id: str) -> list[dict]:

@@ -349,7 +349,8 @@ def build_pipeline(
     if cfg.people.enabled:
         from stream.people import PeopleStage
 
-        people = PeopleStage(backend.meta.class_names, cfg.people, cfg.sinks.snapshots)
+        margin = cfg.worker.face_margin if cfg.worker.mode == "faces" else 0.0
+        people = PeopleStage(backend.meta.class_names, cfg.people, cfg.sinks.snapshots, margin)
     if cfg.worker.mode == "faces" and detector is None:
         # the tracker's second match needs the weak boxes too (ByteTrack); they never start a person
         opts = {"score_threshold": cfg.people.tracker.low_score} if people is not None else {}

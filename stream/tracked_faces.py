@@ -34,7 +34,7 @@ def _detections(class_names: tuple[str, ...], step, people: list[dict], det_scor
     probs = probs.reshape(-1, k)
     cls = probs.argmax(1) if len(probs) else np.zeros(0, np.int64)
     det = Detections(
-        xyxy=np.asarray(step.boxes, np.float32).reshape(-1, 4),
+        xyxy=np.array([p["box"] for p in people], np.float32).reshape(-1, 4),
         class_id=cls,
         confidence=probs[np.arange(len(cls)), cls] if len(cls) else np.zeros(0, np.float32),
         class_names=class_names,
