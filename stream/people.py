@@ -33,6 +33,7 @@ from core.track import (
     PersonVote,
     TrackStep,
     adapt_detect_every,
+    detector_interval,
     due_for_classification,
 )
 from core.track.geometry import expand_boxes
@@ -140,11 +141,16 @@ class SourcePeople:
     def wants_detection(self) -> bool:
         """Run the detector on the next frame? Every ``detect_every`` frames, and whenever a new face
         awaits confirmation or nobody is in view (the detector is then the only way to find anyone)."""
-        if self.since_detect + 1 >= self.detect_every:
+        if self.since_detect + 1 >= self.interval():
             return True
         tentative = any(t.public_id < 0 for t in self.tracker.tracks)
         in_view = self._last_step is not None and len(self._last_step.ids) > 0
         return tentative or not in_view
+
+    def interval(self) -> int:
+        """Frames between detector runs: ``detect_every`` (adapted), capped so that no more than
+        ``detect_every_s`` of media time (scaled by the back-off) passes between two runs."""
+        return detector_interval(self.detect_every, self.cfg.detect_every, self.cfg.detect_every_s, self._period)
 
     def adapt(self, cost_per_frame_s: float) -> None:
         """Back off (or return to) the detector interval from the worker's cost per frame."""

@@ -134,6 +134,8 @@ class PeopleConfig:
         detect_every: faces mode: run the face detector every this many frames of a source (the
             tracker carries the boxes in between; it also runs while a new face awaits confirmation
             and while nobody is in view).
+        detect_every_s: ...but never leave more than this much media time between two detector runs
+            (low frame rates: at 5 fps the detector runs on every frame); scaled up while backing off.
         detect_every_max: back off up to this many frames while the worker is slower than the
             source's frame rate (equal to ``detect_every``: no back-off).
         undecided_every: faces mode: classify undecided (or contested) people every this many frames.
@@ -147,6 +149,7 @@ class PeopleConfig:
 
     enabled: bool = True
     detect_every: int = 5
+    detect_every_s: float = 0.2
     detect_every_max: int = 15
     undecided_every: int = 2
     decided_every: int = 10
@@ -157,6 +160,7 @@ class PeopleConfig:
 
     def __post_init__(self) -> None:
         _check(1 <= self.detect_every <= 1000, "detect_every", f"must be an int in [1, 1000], got {self.detect_every}")
+        _check(0 < self.detect_every_s <= 3600, "detect_every_s", f"must be in (0, 3600] seconds, got {self.detect_every_s}")
         _check(
             self.detect_every <= self.detect_every_max <= 1000,
             "detect_every_max",

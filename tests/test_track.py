@@ -283,3 +283,13 @@ def test_schedule_undecided_more_often_than_decided_and_caps_per_frame():
     assert due[0] == 4  # never classified first
     capped = due_for_classification(since, settled, ScheduleParams(2, 10, max_per_frame=2))
     assert capped.tolist() == [4, 1]  # then the most overdue: 2/2 = 1.0 ties 10/10, undecided first
+
+
+def test_detector_interval_follows_the_frame_rate():
+    from core.track import detector_interval
+
+    assert detector_interval(5, 5, 0.2, 0.04) == 5  # 25 fps
+    assert detector_interval(5, 5, 0.2, 0.2) == 1  # 5 fps: every frame
+    assert detector_interval(10, 5, 0.2, 0.04) == 10  # backing off at 25 fps
+    assert detector_interval(10, 5, 0.2, 0.2) == 2  # backing off at 5 fps
+    assert detector_interval(5, 5, 0.2, None) == 5

@@ -9,7 +9,7 @@
 * :func:`~core.track.schedule.due_for_classification`: which tracked faces to classify again.
 """
 
-from core.track.schedule import ScheduleParams, adapt_detect_every, due_for_classification
+from core.track.schedule import ScheduleParams, adapt_detect_every, detector_interval, due_for_classification
 from core.track.tracker import FaceTracker, TrackerParams, TrackStep
 from core.track.vote import UNDECIDED, PersonVote, VoteParams, VoteTransition
 
@@ -23,5 +23,6 @@ __all__ = [
     "VoteParams",
     "VoteTransition",
     "adapt_detect_every",
+    "detector_interval",
     "due_for_classification",
 ]

@@ -85,3 +85,21 @@ def adapt_detect_every(k: int, cost_s: float, period_s: float | None, k_min: int
     elif cost_s < 0.5 * period_s:
         k -= 1
     return max(k_min, min(k, k_max))
+
+
+def detector_interval(k: int, k_min: int, max_gap_s: float, period_s: float | None) -> int:
+    """Frames between two detector runs.
+
+    Args:
+        k: the (adapted) interval in frames.
+        k_min: the configured interval (``k / k_min`` is the back-off factor).
+        max_gap_s: the longest media time wanted between two runs when not backing off.
+        period_s: the source's frame period (None: unknown, ``k`` is used).
+
+    Returns:
+        ``min(k, max(1, round(k / k_min * max_gap_s / period_s)))``: at 25 fps with k = 5 and 0.2 s
+        that is 5; at 5 fps it is 1 (every frame).
+    """
+    if period_s is None or not period_s > 0:
+        return max(1, k)
+    return int(max(1, min(k, round(k / max(1, k_min) * max_gap_s / period_s))))
