@@ -37,6 +37,7 @@ from core.track import (
     due_for_classification,
 )
 from core.track.geometry import expand_boxes
+from core.track.motion import estimate_shift, small_gray
 from stream.frames import Frame
 from stream.people_config import PeopleConfig
 from stream.redact import redact_text
@@ -110,6 +111,7 @@ class SourcePeople:
         self._last_t: float | None = None
         self._period: float | None = None
         self._last_step: TrackStep | None = None
+        self._small: tuple[np.ndarray, float] | None = None  # the previous frame, small and gray
 
     # ------------------------------------------------------------ time
     def media_time(self, frame: Frame) -> float:
@@ -181,7 +183,13 @@ class SourcePeople:
         else:
             self.since_detect = 0
             self.detector_runs += 1
-        step = self.tracker.step(detections)
+        shift = None
+        if self.cfg.camera_motion:
+            small = small_gray(frame.image)
+            if self._small is not None and self._small[0].shape == small[0].shape:
+                shift = estimate_shift(self._small[0], small[0], small[1])
+            self._small = small
+        step = self.tracker.step(detections, shift)
         self._last_step = step
         events: list[dict] = []
         for pid, last in sorted(step.ended.items()):

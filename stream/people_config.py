@@ -141,6 +141,8 @@ class PeopleConfig:
         undecided_every: faces mode: classify undecided (or contested) people every this many frames.
         decided_every: faces mode: classify decided people every this many frames.
         max_classify_per_frame: classify at most this many faces per frame (0: no limit).
+        camera_motion: measure the camera's pan between frames (phase correlation of small grayscale
+            copies, about 1 ms at 720p) and move every prediction by it before matching.
         table: per-person table of time ranges per label (CSV): a path, ``auto`` (next to the
             events file, else the video), or null.
         tracker: the face tracker.
@@ -154,6 +156,7 @@ class PeopleConfig:
     undecided_every: int = 2
     decided_every: int = 10
     max_classify_per_frame: int = 0
+    camera_motion: bool = True
     table: str | None = None
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     vote: VoteConfig = field(default_factory=VoteConfig)

@@ -293,3 +293,35 @@ def test_detector_interval_follows_the_frame_rate():
     assert detector_interval(10, 5, 0.2, 0.04) == 10  # backing off at 25 fps
     assert detector_interval(10, 5, 0.2, 0.2) == 2  # backing off at 5 fps
     assert detector_interval(5, 5, 0.2, None) == 5
+
+
+def test_camera_pan_at_low_fps_keeps_ids_with_the_measured_shift():
+    """Five faces in a row 1.2 sizes apart; the camera pans by one face spacing per frame, so each face lands
+    where its neighbour was. With the pan given, ids stay; this is what people.camera_motion measures."""
+    frames = [[box(300 + 48 * j - 48 * i, 200, 40) for j in range(5)] for i in range(6)]
+    tr = FaceTracker()
+    ids, _ = run_with_shift(tr, frames, (-48.0, 0.0))
+    assert all(m == {j: j + 1 for j in range(5)} for m in ids[1:])
+
+
+def run_with_shift(tracker, frames, shift):
+    out, steps = [], []
+    for k, dets in enumerate(frames):
+        st = tracker.step(np.array(dets, np.float32).reshape(-1, 5), None if k == 0 else shift)
+        steps.append(st)
+        out.append({int(d): int(i) for i, d in zip(st.ids, st.det_index) if d >= 0})
+    return out, steps
+
+
+def test_estimate_shift_measures_a_pan():
+    import cv2
+
+    from core.track.motion import estimate_shift, small_gray
+
+    rng = np.random.default_rng(0)
+    big = cv2.GaussianBlur(rng.integers(0, 255, (900, 1600, 3), np.uint8), (0, 0), 3)
+    a, b = big[100:820, 200:1480], big[100 + 12 : 820 + 12, 200 + 40 : 1480 + 40]  # camera moved right/down
+    (ga, s), (gb, _) = small_gray(a), small_gray(b)
+    dx, dy = estimate_shift(ga, gb, s)
+    assert abs(dx - (-40)) < 4 and abs(dy - (-12)) < 4  # the content moved left/up
+    assert estimate_shift(ga, ga, s) == pytest.approx((0.0, 0.0), abs=0.5)

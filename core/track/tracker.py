@@ -119,7 +119,8 @@ class _Track:
         w, h = z[2], z[3]
         self.vel_noise = vel_noise
         self.mean = np.concatenate([z, np.zeros(4)])
-        std = np.array([2 * _POS * w, 2 * _POS * h, 2 * _POS * w, 2 * _POS * h] + [4 * vel_noise * s for s in (w, h, w, h)])
+        # the velocity of a new face is unknown up to about its size per frame: the 2nd detection sets it
+        std = np.array([2 * _POS * w, 2 * _POS * h, 2 * _POS * w, 2 * _POS * h, w, h, 0.1 * w, 0.1 * h])
         self.cov = np.diag(std**2)
         self.score = float(score)
         self.hits = 1
@@ -244,12 +245,14 @@ class FaceTracker:
             out.append(base * min(3.0, 1.0 + p.gate_growth * max(0, self.frame - t.last_match - 1)))
         return np.array(out)
 
-    def step(self, detections: np.ndarray | None) -> TrackStep:
+    def step(self, detections: np.ndarray | None, shift: tuple[float, float] | None = None) -> TrackStep:
         """Advance one frame.
 
         Args:
             detections: (n, 5) x1, y1, x2, y2, score in frame pixels (n may be 0: the detector ran
                 and found nothing), or None when the detector did not run on this frame.
+            shift: the camera's motion since the previous frame, (dx, dy) in frame pixels
+                (``core.track.motion.estimate_shift``): every prediction is moved by it.
 
         Returns:
             :class:`TrackStep` for this frame.
@@ -258,6 +261,9 @@ class FaceTracker:
         self.frame += 1
         for t in self.tracks:
             t.predict()
+            if shift is not None:
+                t.mean[0] += shift[0]
+                t.mean[1] += shift[1]
         n_det = 0 if detections is None else len(detections)
         det_of: dict[int, int] = {}  # id(track) -> detection index
         confirmed: list[int] = []
