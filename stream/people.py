@@ -31,6 +31,7 @@ import numpy as np
 from core.track import (
     FaceTracker,
     PersonVote,
+    ScheduleParams,
     TrackStep,
     adapt_detect_every,
     detector_interval,
@@ -154,6 +155,19 @@ class SourcePeople:
         ``detect_every_s`` of media time (scaled by the back-off) passes between two runs."""
         return detector_interval(self.detect_every, self.cfg.detect_every, self.cfg.detect_every_s, self._period)
 
+    def schedule_now(self) -> ScheduleParams:
+        """The re-classification intervals, shrunk at low frame rates by the factor ``detect_every_s`` shrinks
+        the detector's interval (at 5 fps undecided people are classified on every frame, decided ones every
+        2nd), so a person is decided after about the same media time at any frame rate."""
+        k = self.interval()
+        if k >= self.detect_every:
+            return self.schedule
+        f = k / float(self.detect_every)
+        s = self.schedule
+        return ScheduleParams(
+            max(1, round(s.undecided_every * f)), max(1, round(s.decided_every * f)), s.max_per_frame
+        )
+
     def adapt(self, cost_per_frame_s: float) -> None:
         """Back off (or return to) the detector interval from the worker's cost per frame."""
         self.detect_every = adapt_detect_every(
@@ -205,7 +219,7 @@ class SourcePeople:
         ppl = [self.people[int(i)] for i in step.ids]
         since = np.array([frame.index - p.last_classified if p.last_classified >= 0 else -1 for p in ppl])
         settled = np.array([p.vote.decided and not p.vote.contested for p in ppl], bool)
-        due = due_for_classification(since, settled, self.schedule) if ppl else np.zeros(0, np.int64)
+        due = due_for_classification(since, settled, self.schedule_now()) if ppl else np.zeros(0, np.int64)
         for k in due:
             ppl[int(k)].last_classified = frame.index
         return step, due, events

@@ -304,3 +304,15 @@ def test_overlay_shows_track_id_and_decided_label_undecided_in_grey():
     # without_mask; person 4 (undecided) in grey, one pixel thin
     assert tuple(out[70, 20]) == (0, 200, 0) and tuple(out[70, 21]) == (0, 200, 0)
     assert tuple(out[70, 120]) == BoxAnnotator.undecided_color and (out[70, 121] == 0).all()
+
+
+def test_low_frame_rate_detects_and_classifies_more_often_per_frame():
+    sp = SourcePeople("cam", CLASSES, PeopleConfig())  # detect_every 5, 0.2 s; undecided 2, decided 10
+    for i in range(3):
+        sp.track(frame(i, fps=25.0), None)
+    assert sp.interval() == 5 and sp.schedule_now() == sp.schedule
+    sp5 = SourcePeople("cam", CLASSES, PeopleConfig())
+    for i in range(3):
+        sp5.track(frame(i, fps=5.0), None)
+    s = sp5.schedule_now()
+    assert sp5.interval() == 1 and (s.undecided_every, s.decided_every) == (1, 2)
