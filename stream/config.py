@@ -1,7 +1,8 @@
 """Run configuration: typed frozen dataclasses loaded from YAML and validated on load.
 
-``configs/default.yaml`` documents the defaults (the dataclass defaults below are the same
-values, so a missing ``configs/`` directory changes nothing); ``--config FILE`` overlays it,
+``stream/configs/default.yaml`` (package data: installed with the package) documents the defaults
+(the dataclass defaults below are the same values, so a missing file changes nothing); ``--config FILE``
+(or a bundled name: ``webcam``, ``rtsp``, ``offline``) overlays it,
 then command-line options overlay both. Any unknown key, wrong type or out-of-range value
 becomes ONE ``UserError`` naming the file and the dotted key, e.g.::
 
@@ -24,8 +25,7 @@ import yaml
 from stream.errors import UserError
 from stream.sources.options import SourceOptions
 
-ROOT = Path(__file__).resolve().parents[1]
-CONFIG_DIR = ROOT / "configs"
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -438,7 +438,7 @@ def read_yaml(path: str | Path) -> dict:
 
 
 def resolve_config_path(name: str | Path) -> Path:
-    """A config path as given, or a bundled config by name (``webcam`` -> configs/webcam.yaml)."""
+    """A config path as given, or a bundled config by name (``webcam`` -> stream/configs/webcam.yaml)."""
     p = Path(name)
     if p.exists() or p.suffix:
         return p
@@ -447,7 +447,7 @@ def resolve_config_path(name: str | Path) -> Path:
 
 
 def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> Config:
-    """Defaults, then ``configs/default.yaml``, then ``path``, then ``overrides`` (command line).
+    """Defaults, then ``stream/configs/default.yaml``, then ``path``, then ``overrides`` (command line).
 
     Each layer is validated with its own origin, so a message names the file (or
     "command line") that introduced the bad value.

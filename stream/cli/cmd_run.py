@@ -53,7 +53,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="FILE",
         default=None,
         help=_h(
-            "YAML config overlaid on configs/default.yaml; a bare name picks configs/NAME.yaml (webcam, rtsp, offline)"
+            "YAML config overlaid on the defaults (stream/configs/default.yaml); a bare name picks a bundled "
+            "config: webcam, rtsp, offline"
         ),
     )
     p.add_argument(
