@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from core.boxes import Threshold
 from core.cams import METHODS
-from core.cams.haycam_hr import HiResConfig, HiResHayCAM, forward_mid_last
+from core.cams.haycam_hr import DEFAULT_HR, HiResConfig, HiResHayCAM, forward_mid_last
 from core.checkpoint import DEFAULT_CHECKPOINT, Checkpoint, CheckpointError, load_checkpoint
 from core.explain import explain_features
 from core.localization import (
@@ -45,8 +45,8 @@ from core.localization import (
     face_share,
     paired_bootstrap,
     score_method,
+    stored_threshold,
     threshold_candidates,
-    threshold_from_dict,
     threshold_to_dict,
 )
 from core.metrics import cam_threshold_grid
@@ -61,9 +61,6 @@ HR_METHOD = "haycam+hr"
 ALL_METHODS: tuple[str, ...] = (*METHODS, HR_METHOD)
 MASKSTREAM_MAPS: tuple[str, ...] = ("haycam+", HR_METHOD)
 BASELINES: tuple[str, ...] = ("gradcam", "gradcam++", "layercam", "eigencam", "haycam")
-# Used when a checkpoint has no calibrated haycam+hr entry (calibrated ones store their own variant): the
-# val winner on the labels-only mobilenet_v2, and not `dilate`, which a stride-16 model cannot take.
-DEFAULT_HR = HiResConfig("fuse", "product", variance_fraction=0.5)
 # Searched on val by --calibrate. The paper's fraction 0.9 for every variant, plus smaller fractions:
 # on the shipped mobilenet_v2, val IoU of 7x7 HayCAM+ rises as the fraction falls (tools/eval_ablation.py).
 HR_CANDIDATES: tuple[HiResConfig, ...] = (
@@ -258,22 +255,19 @@ def thresholds_from_checkpoint(ckpt: Checkpoint, methods: Sequence[str]) -> dict
     """Each method's stored threshold, or the default flagged as not calibrated."""
     out = {}
     for m in methods:
-        entry = ckpt.thresholds.get(m)
         hr = DEFAULT_HR if m == HR_METHOD else None
-        if entry is None:
-            out[m] = MethodThreshold(DEFAULT_THRESHOLD, False, hr=hr)
-            continue
         try:
-            spec = threshold_from_dict(entry, f"{ckpt.path}: thresholds[{m!r}]")
-            if m == HR_METHOD and isinstance(entry, dict) and "options" in entry:
-                hr = HiResConfig.from_dict(dict(entry["options"]))
+            stored = stored_threshold(ckpt.thresholds, m, str(ckpt.path))
+            if stored is not None and m == HR_METHOD and stored.options:
+                hr = HiResConfig.from_dict(stored.options)
         except ValueError as exc:
             log.warning("%s; using the default threshold (not calibrated)", exc)
             out[m] = MethodThreshold(DEFAULT_THRESHOLD, False, hr=hr)
             continue
-        val = entry.get("val_iou") if isinstance(entry, dict) else None
-        out[m] = MethodThreshold(spec, bool(isinstance(entry, dict) and entry.get("calibrated", False)), val, hr,
-                                 dict(entry) if isinstance(entry, dict) else {})
+        if stored is None:
+            out[m] = MethodThreshold(DEFAULT_THRESHOLD, False, hr=hr)
+            continue
+        out[m] = MethodThreshold(stored.threshold, stored.calibrated, stored.val_iou, hr, stored.entry)
     return out
 
 
