@@ -40,7 +40,7 @@ test: setup
 # val side and store it in the same file (docs/TRAINING.md).
 SHIPPED := core/assets/maskstream_mobilenet_v2.pt
 train: setup
-	$(PY) -m tools.train --backbone mobilenet_v2 --frozen-prefix 4 --context-copies 3 --small-face-copies 3 --extent-loss 1 --epochs 6 \
+	$(PY) -m core.training.train --backbone mobilenet_v2 --frozen-prefix 4 --context-copies 3 --small-face-copies 3 --extent-loss 1 --epochs 6 \
 		--batch-size 32 --lr 5e-4 --export $(SHIPPED)
 	$(PY) -m stream.cli.main eval --data ../shared/data/facemask_voc --methods all --calibrate \
 		--checkpoint $(SHIPPED) --calibrated-checkpoint $(SHIPPED) --out out/eval

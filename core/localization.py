@@ -1,6 +1,6 @@
 """Localisation evaluation of saliency maps against ground-truth boxes.
 
-Conventions (fixed here, used by ``tools/eval.py`` and its report):
+Conventions (fixed here, used by ``core/evaluation/eval.py`` and its report):
 
 * **Predicted box** = the *top-scoring* box of :func:`core.boxes.boxes_from_maps`
   (the connected component with the highest mean map value), i.e. exactly the box the

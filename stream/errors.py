@@ -1,11 +1,9 @@
 """Errors meant for the user: the CLI prints their message (no traceback) and exits non-zero."""
 from __future__ import annotations
 
+from core.errors import UserError  # the one class; defined in core so core's commands can raise it
 
-class UserError(Exception):
-    """Bad input from the user (a file, key or URL). The message must name it."""
-
-    exit_code = 2
+__all__ = ["ConfigValueError", "UserError", "check"]
 
 
 class ConfigValueError(ValueError):
