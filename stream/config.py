@@ -92,6 +92,13 @@ class ThresholdConfig:
         return Threshold(mode, float(self.value), float(self.min_area))
 
 
+def _section_class(name: str, fields: list, doc: str, **methods: Any) -> type:
+    """A frozen config dataclass whose fields come from a registry (``(name, type, field)`` triples)."""
+    cls = dataclasses.make_dataclass(name, fields, frozen=True, namespace={"__doc__": doc, **methods})
+    cls.__module__ = __name__
+    return cls
+
+
 def _backend_options_class() -> type:
     """``worker.backend_options``: one section per registered backend kind, typed by its options dataclass."""
 
@@ -102,18 +109,12 @@ def _backend_options_class() -> type:
         return {f.name: getattr(opts, f.name) for f in dataclasses.fields(opts)
                 if getattr(opts, f.name) != getattr(default, f.name)}
 
-    def __post_init__(self) -> None:
-        return None
-
-    cls = dataclasses.make_dataclass(
+    return _section_class(
         "BackendOptionsConfig",
         [(name, kind.options, field(default_factory=kind.options)) for name, kind in BACKEND_KINDS.items()],
-        frozen=True,
-        namespace={"to_kwargs": to_kwargs, "__post_init__": __post_init__,
-                   "__doc__": "Options per backend kind (``core.backends.BACKENDS``); only the chosen kind's are used."},
+        "Options per backend kind (``core.backends.BACKENDS``); only the chosen kind's are used.",
+        to_kwargs=to_kwargs,
     )
-    cls.__module__ = __name__
-    return cls
 
 
 BackendOptionsConfig = _backend_options_class()
@@ -265,16 +266,14 @@ def _sinks_config_class() -> type:
             if t.flat:
                 options(self, t.name)  # the type's own checks, naming the key
 
-    cls = dataclasses.make_dataclass(
+    return _section_class(
         "SinksConfig",
         [*flat_fields, ("display", bool, field(default=True)), *sections],
-        frozen=True,
-        namespace={"options": options, "__post_init__": __post_init__,
-                   "__doc__": "Where results go: one entry per registered sink type, plus ``display`` (a window "
-                              "when a display is available)."},
+        "Where results go: one entry per registered sink type, plus ``display`` (a window when a display is "
+        "available).",
+        options=options,
+        __post_init__=__post_init__,
     )
-    cls.__module__ = __name__
-    return cls
 
 
 SinksConfig = _sinks_config_class()

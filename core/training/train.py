@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from core.backends.base import resolve_device
 from core.checkpoint import load_checkpoint, save_checkpoint
 from core.data.augment import AugmentConfig
 from core.data.errors import DataError
@@ -308,12 +309,11 @@ class _Tail(nn.Module):
 
 
 def _resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {name}: CUDA is not available here")
-    return dev
+    try:
+        return resolve_device(name, strict=True)
+    except ValueError:
+        raise UserError(f"--device {name}: CUDA is not available here" if name.startswith("cuda")
+                        else f"--device {name}: not a device (auto, cpu, cuda, cuda:N)") from None
 
 
 def run(args: argparse.Namespace) -> int:

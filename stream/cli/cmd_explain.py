@@ -36,7 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threshold", default=None, help="box threshold: fraction:0.5, percentile:90 or otsu "
                    "(default: the checkpoint's calibrated threshold for the method, else fraction:0.5)")
     p.add_argument("--target", default=None, help="class name to explain (default: the predicted class)")
-    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
+    p.add_argument("--device", default="cpu", help="torch device: auto, cpu, cuda, cuda:N")
 
 
 def parse_threshold(text: str):
@@ -74,9 +74,9 @@ def overlay(image: np.ndarray, heat: np.ndarray, boxes: list, label: str, alpha:
 
 def run(args: argparse.Namespace) -> int:
     """Explain each image; returns the exit code."""
-    import torch
 
     from core import explain
+    from core.backends.base import resolve_device
     from core.boxes import Threshold
     from core.cams import MODEL_METHODS, check_method
     from core.checkpoint import load_checkpoint
@@ -107,9 +107,9 @@ def run(args: argparse.Namespace) -> int:
         spec = Threshold()
     options = dict(stored.options) if stored is not None and args.method in MODEL_METHODS else None
     try:
-        device = torch.device(args.device)
+        device = resolve_device(args.device, strict=True)
         model = ckpt.model.to(device)
-    except (RuntimeError, AssertionError) as exc:
+    except (ValueError, RuntimeError, AssertionError) as exc:
         raise UserError(f"--device {args.device}: {exc}") from None
     x = images_to_input(images, meta, device)
     try:
