@@ -257,8 +257,8 @@ def _sinks_config_class() -> type:
     def options(self, name: str):
         """The options instance of sink type ``name``."""
         t = SINKS[name]
-        if not t.flat:
-            return getattr(self, name)
+        if not t.flat:  # a type registered after this class was built has no section: its defaults (off)
+            return getattr(self, name, None) or t.options()
         return t.options(**{f.name: getattr(self, f.name) for f in dataclasses.fields(t.options)})
 
     def __post_init__(self) -> None:
