@@ -66,7 +66,8 @@ def resolve_method(cfg: WorkerConfig, thresholds: dict | None = None) -> tuple[A
     onnx_only = cfg.onnx_path is not None and cfg.checkpoint is None
     where = f"checkpoint {cfg.checkpoint or 'shipped'}"
     try:
-        stored = None if onnx_only else stored_threshold(
+        needed = not onnx_only and (t.mode == "calibrated" or cfg.method in MODEL_METHODS)
+        stored = None if not needed else stored_threshold(
             read_thresholds(cfg.checkpoint) if thresholds is None else thresholds, cfg.method, where)
     except ValueError as exc:
         raise UserError(str(exc)) from None
