@@ -91,3 +91,23 @@ def test_worker_refuses_a_variant_the_backend_cannot_run(ckpt_path, tmp_path):
 def test_shipped_checkpoint_stores_the_hires_variant():
     threshold, options = resolve_method(WorkerConfig(method="haycam+hr"))
     assert options["variant"] == "shift" and threshold.mode == "fraction" and threshold.value == 0.5
+
+
+def test_explain_and_run_commands_take_haycam_hr(tmp_path, capsys):
+    """The shipped model end to end: explain reports the calibrated variant and threshold; run writes its boxes."""
+    import json
+
+    from stream.cli.main import main
+    from tests.conftest import ROOT
+
+    img = ROOT / "core" / "assets" / "samples" / "astronaut_masked.png"
+    assert main(["explain", str(img), "--method", "haycam+hr", "--json", "--out", str(tmp_path / "x")]) == 0
+    (rec,) = json.loads(capsys.readouterr().out)
+    assert rec["method"] == "haycam+hr" and rec["options"]["variant"] == "shift"
+    assert rec["threshold"] == {"mode": "fraction", "value": 0.5, "min_area": 0.0} and rec["boxes"]
+    events = tmp_path / "ev.jsonl"
+    rc = main(["run", "--no-display", "--no-progress", "--method", "haycam+hr", "--max-frames", "2",
+               "--batch-size", "2", "--events", str(events), "--output", str(tmp_path / "a.mp4")])
+    assert rc == 0
+    lines = [json.loads(line) for line in events.read_text().splitlines()]
+    assert sum(e["type"] == "frame" for e in lines) == 2 and any(e["type"] == "detection" for e in lines)
