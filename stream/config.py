@@ -1,6 +1,6 @@
 """Run configuration: typed frozen dataclasses loaded from YAML and validated on load.
 
-``stream/configs/default.yaml`` (package data: installed with the package) documents the defaults
+``configs/default.yaml`` (package data: installed with the package as ``stream/configs``) documents the defaults
 (the dataclass defaults below are the same values, so a missing file changes nothing); ``--config FILE``
 (or a bundled name: ``webcam``, ``rtsp``, ``offline``) overlays it,
 then command-line options overlay both. Any unknown key, wrong type or out-of-range value
@@ -29,7 +29,14 @@ from stream.colormaps import COLORMAPS
 from stream.errors import ConfigValueError, UserError, check
 from stream.sources.options import SourceOptions
 
-CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+
+def _config_dir() -> Path:
+    """The bundled configs: ``configs/`` at the checkout's top, installed as ``stream/configs`` (setup.py)."""
+    installed = Path(__file__).resolve().parent / "configs"
+    return installed if installed.is_dir() else Path(__file__).resolve().parents[1] / "configs"
+
+
+CONFIG_DIR = _config_dir()
 DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
 
 BACKENDS = tuple(BACKEND_KINDS)
@@ -435,7 +442,7 @@ def read_yaml(path: str | Path) -> dict:
 
 
 def resolve_config_path(name: str | Path) -> Path:
-    """A config path as given, or a bundled config by name (``webcam`` -> stream/configs/webcam.yaml)."""
+    """A config path as given, or a bundled config by name (``webcam`` -> configs/webcam.yaml)."""
     p = Path(name)
     if p.exists() or p.suffix:
         return p
@@ -444,7 +451,7 @@ def resolve_config_path(name: str | Path) -> Path:
 
 
 def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> Config:
-    """Defaults, then ``stream/configs/default.yaml``, then ``path``, then ``overrides`` (command line).
+    """Defaults, then ``configs/default.yaml``, then ``path``, then ``overrides`` (command line).
 
     Each layer is validated with its own origin, so a message names the file (or
     "command line") that introduced the bad value.

@@ -53,7 +53,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="FILE",
         default=None,
         help=_h(
-            "YAML config overlaid on the defaults (stream/configs/default.yaml); a bare name picks a bundled "
+            "YAML config overlaid on the defaults (configs/default.yaml); a bare name picks a bundled "
             "config: webcam, rtsp, offline"
         ),
     )
