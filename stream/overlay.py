@@ -14,22 +14,14 @@ from typing import Callable, Mapping, Sequence
 import cv2
 import numpy as np
 
+from stream.colormaps import COLORMAPS
 from stream.config import OverlayConfig
 from stream.redact import redact_text
+from stream.results import FrameResult
 from stream.summary import SourceMonitor
-from stream.worker import FrameResult
 
 Color = tuple[int, int, int]
 
-COLORMAPS = {
-    "jet": cv2.COLORMAP_JET,
-    "turbo": cv2.COLORMAP_TURBO,
-    "inferno": cv2.COLORMAP_INFERNO,
-    "viridis": cv2.COLORMAP_VIRIDIS,
-    "hot": cv2.COLORMAP_HOT,
-    "magma": cv2.COLORMAP_MAGMA,
-    "plasma": cv2.COLORMAP_PLASMA,
-}
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
@@ -81,7 +73,6 @@ class HeatmapAnnotator:
         colored = cv2.applyColorMap(heat, self.cmap)
         cv2.addWeighted(image, 1.0 - self.alpha, colored, self.alpha, 0.0, dst=image)
         return image
-
 
     def _blend_patches(self, image: np.ndarray, heat: np.ndarray, result: FrameResult) -> np.ndarray:
         """Blend only where a face map was pasted, working on the region around each box (the maps
@@ -143,9 +134,9 @@ class BoxAnnotator:
             x1, y1, x2, y2 = (int(round(v)) for v in d.box)
             x1, x2 = max(0, min(x1, w - 1)), max(0, min(x2 - 1, w - 1))
             y1, y2 = max(0, min(y1, h - 1)), max(0, min(y2 - 1, h - 1))
-            pid = getattr(d, "track_id", None)
+            pid = d.track_id
             if pid is not None:  # a tracked person: id and decided label; undecided in grey, thin
-                plabel = (getattr(d, "data", None) or {}).get("person_label") or "undecided"
+                plabel = d.data.get("person_label") or "undecided"
                 undecided = plabel == "undecided"
                 c = self.undecided_color if undecided else self.color(plabel)
                 text = f"#{pid} {'?' if undecided else plabel} ({d.label} {d.score:.2f})"

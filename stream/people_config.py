@@ -10,13 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from core.track import ScheduleParams, TrackerParams, VoteParams
-
-
-def _check(cond: bool, key: str, message: str) -> None:
-    if not cond:
-        from stream.config import ConfigValueError  # late: stream.config imports this module
-
-        raise ConfigValueError(key, message)
+from stream.errors import check as _check
 
 
 def _unit(v: float) -> bool:
@@ -143,8 +137,6 @@ class PeopleConfig:
         max_classify_per_frame: classify at most this many faces per frame (0: no limit).
         camera_motion: measure the camera's pan between frames (phase correlation of small grayscale
             copies, about 1 ms at 720p) and move every prediction by it before matching.
-        table: per-person table of time ranges per label (CSV): a path, ``auto`` (next to the
-            events file, else the video), or null.
         tracker: the face tracker.
         vote: the per-person vote.
     """
@@ -157,7 +149,6 @@ class PeopleConfig:
     decided_every: int = 10
     max_classify_per_frame: int = 0
     camera_motion: bool = True
-    table: str | None = None
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     vote: VoteConfig = field(default_factory=VoteConfig)
 
@@ -184,12 +175,6 @@ class PeopleConfig:
             "max_classify_per_frame",
             f"must be an int >= 0 (0: no limit), got {self.max_classify_per_frame}",
         )
-        if self.table is not None:
-            _check(
-                self.table == "auto" or self.table.lower().endswith(".csv"),
-                "table",
-                f"must be a .csv path, auto or null, got {self.table!r}",
-            )
 
     def schedule(self) -> ScheduleParams:
         return ScheduleParams(self.undecided_every, self.decided_every, self.max_classify_per_frame)

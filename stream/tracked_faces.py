@@ -138,8 +138,7 @@ def track_frame_result(result: Any, stage: PeopleStage) -> FrameResult:
     """Frame mode: track the map's boxes of one result and vote per box-person.
 
     Args:
-        result: a worker result (``stream.results.FrameResult`` or the worker's older one, whose
-            ``detections`` is a sequence of boxes with ``box``, ``label_index``, ``score``, ``map_score``).
+        result: a frame-mode ``stream.results.FrameResult`` (its ``detections`` are the map's boxes).
         stage: the people stage.
 
     Returns:

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from stream.config import WorkerConfig, load_config  # noqa: E402
+from stream.config import ThresholdConfig, WorkerConfig, load_config  # noqa: E402
 from stream.errors import UserError  # noqa: E402
 from stream.frames import Frame  # noqa: E402
 from stream.people import PeopleStage, SourcePeople  # noqa: E402
@@ -180,7 +180,7 @@ def test_adaptive_detector_interval_backs_off_when_slow_and_returns():
         ({"detect_every": 0}, "people.detect_every"),
         ({"detect_every": 5, "detect_every_max": 3}, "people.detect_every_max"),
         ({"decided_every": 1, "undecided_every": 2}, "people.decided_every"),
-        ({"table": "people.txt"}, "people.table"),
+        ({"detect_every_s": 0}, "people.detect_every_s"),
         ({"vote": {"decide_margin": -1}}, "people.vote.decide_margin"),
         ({"vote": {"decide_margin": 1.0, "change_margin": 0.5}}, "people.vote.change_margin"),
         ({"vote": {"min_confidence": 0.95}}, "people.vote.full_confidence"),
@@ -200,8 +200,52 @@ def test_bad_people_config_is_refused_naming_the_key(people, key):
 
 def test_default_yaml_matches_the_dataclass_defaults():
     assert load_config(None).people == PeopleConfig()
-    off = load_config("offline").people
-    assert off.table == "auto" and off.detect_every_max == off.detect_every
+    cfg = load_config("offline")
+    off = cfg.people
+    assert cfg.sinks.options("people_table").path == "auto" and off.detect_every_max == off.detect_every
+    assert load_config(None).sinks.options("people_table").path is None
+
+
+def test_people_table_is_a_registered_sink_built_from_its_options(tmp_path):
+    from stream.pipeline import build_sinks
+    from stream.sinks.people_table import PeopleTableSink
+
+    with pytest.raises(UserError) as e:
+        load_config(None, {"sinks": {"people_table": {"path": "people.txt"}}})
+    assert "command line: sinks.people_table.path must be a .csv path" in str(e.value)
+    with pytest.raises(UserError) as e:
+        load_config(None, {"sinks": {"people_table": {"pth": "auto"}}})
+    assert "command line: sinks.people_table.pth is not a known key" in str(e.value)
+    ev = tmp_path / "run" / "ev.jsonl"
+    on = {"sinks": {"events": str(ev), "people_table": {"path": "auto"}}}
+    sinks = build_sinks(load_config(None, on), ["a"], {"a": 25.0}, CLASSES)
+    tables = [s for s in sinks if isinstance(s, PeopleTableSink)]
+    assert len(tables) == 1 and tables[0].path == tmp_path / "run" / "ev.people.csv"
+    for s in sinks:
+        s.close()
+    off = load_config(None, {**on, "people": {"enabled": False}})  # no people, no table
+    assert not [s for s in build_sinks(off, ["a"], {"a": 25.0}, CLASSES) if isinstance(s, PeopleTableSink)]
+    unset = load_config(None, {"sinks": {"events": str(ev)}})
+    sinks = build_sinks(unset, ["a"], {"a": 25.0}, CLASSES)
+    assert not [s for s in sinks if isinstance(s, PeopleTableSink)]
+    for s in sinks:
+        s.close()
+
+
+def test_backend_auto_is_resolved_by_the_registry():
+    import importlib.util
+
+    from core.backends import resolve_kind
+
+    has_ort = importlib.util.find_spec("onnxruntime") is not None
+    assert resolve_kind("auto", "cpu") == ("onnxruntime" if has_ort else "torch")
+    assert resolve_kind("auto", "cpu", fp16=True) == "torch"
+    assert resolve_kind("auto", "cuda") == "torch"
+    assert resolve_kind("auto", "cpu", onnx_path="m.onnx") == "onnxruntime"
+    assert resolve_kind("torch", "cpu") == "torch" and resolve_kind("ort", "cuda") == "onnxruntime"
+    cfg = load_config(None, {"worker": {"device": "cpu", "backend_options": {"onnxruntime": {"threads": 1}}}})
+    assert cfg.worker.backend == "auto" and cfg.worker.backend_kind() == resolve_kind("auto", "cpu")
+    assert cfg.worker.backend_kwargs("onnxruntime") == {"threads": 1} and cfg.worker.backend_kwargs("torch") == {}
 
 
 # ---------------------------------------------------------------- the command on a clip of people
@@ -316,3 +360,29 @@ def test_low_frame_rate_detects_and_classifies_more_often_per_frame():
         sp5.track(frame(i, fps=5.0), None)
     s = sp5.schedule_now()
     assert sp5.interval() == 1 and (s.undecided_every, s.decided_every) == (1, 2)
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("method", ["gradcam", "gradcam++", "layercam", "eigencam", "haycam", "haycam+", "haycam+hr"])
+def test_tracked_faces_run_every_map_method(backend, method):
+    """Faces mode with people runs each single-layer method and the model method haycam+hr: the tracked faces
+    carry their person ids and a map pasted at their boxes, equal for a face classified on this frame to the
+    map the method gives its crop alone."""
+    cfg = load_config(None, {"people": {"detect_every": 1, "detect_every_max": 1, "undecided_every": 1}})
+    wcfg = WorkerConfig(mode="faces", face_margin=0.0, method=method, threshold=ThresholdConfig("fraction", 0.5, 0.0))
+    proc = Processor(backend, wcfg, FakeDetector(), PeopleStage(CLASSES, cfg.people))
+    plain = Processor(backend, wcfg, FakeDetector())
+    rng = np.random.default_rng(3)
+    frames = [Frame("cam", i, rng.integers(0, 255, (72, 96, 3), np.uint8), float(i), 40.0 * i) for i in range(3)]
+    results = proc.process(frames)
+    last = results[-1]
+    assert last.detections.tracker_id.tolist() == [1, 2]
+    ref = plain.process(frames[-1:])[0]  # every face classified on the last frame (undecided_every 1)
+    np.testing.assert_allclose(last.detections.xyxy, ref.detections.xyxy, atol=1.0)  # plain: the crop rects
+    assert last.detections.class_id.tolist() == ref.detections.class_id.tolist()
+    np.testing.assert_allclose(last.detections.confidence, ref.detections.confidence, atol=0.02)
+    for x1, y1, x2, y2 in ref.detections.xyxy.astype(int):
+        got, want = last.heatmap[y1:y2, x1:x2].astype(float), ref.heatmap[y1:y2, x1:x2].astype(float)
+        # the tracked path upsizes small crops as uint8 first (one rounding step): a few levels at most
+        assert got.max() > 0 and np.abs(got - want).max() <= 8, method
+        assert np.corrcoef(got.ravel(), want.ravel())[0, 1] > 0.999, method
