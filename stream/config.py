@@ -21,7 +21,9 @@ from typing import Any, Mapping
 
 import yaml
 
+from stream.clip_options import ClipOptions
 from stream.errors import UserError
+from stream.record_options import RecordOptions
 from stream.sources.options import SourceOptions
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,6 +34,7 @@ DEVICES = ("auto", "cpu", "cuda")
 BACKENDS = ("torch", "onnxruntime")
 MODES = ("frame", "faces")
 THRESHOLD_MODES = ("calibrated", "fraction", "percentile", "otsu")
+CODECS = ("auto", "h264", "mp4v", "mjpg")
 COLORMAPS = ("jet", "turbo", "inferno", "viridis", "hot", "magma", "plasma")
 
 
@@ -251,31 +254,38 @@ class SinksConfig:
     """Where results go.
 
     Attributes:
-        output: annotated video file (.mp4: mp4v, .avi: MJPG); several sources write
+        output: annotated video file (.mp4: fragmented MP4, .avi); several sources write
             ``<stem>-<k>.<ext>`` (k = source position). None: no video.
+        codec: codec of ``output``: auto (h264 for .mp4, mjpg for .avi) | h264 | mp4v | mjpg.
         events: JSON Lines events file. None: no events.
         snapshots: directory for JPEG snapshots of ``snapshot_labels`` detections. None: off.
         snapshot_labels: classes that trigger a snapshot.
         snapshot_interval_s: at most one snapshot per source per this many seconds.
         display: show a window when a display is available.
         video_fps: fps written to the video; None: the file's fps, or the measured rate for live.
+        record: continuous segmented recording (``stream.record_options.RecordOptions``).
+        clips: event clips with pre- and post-roll (``stream.clip_options.ClipOptions``).
     """
 
     output: str | None = None
+    codec: str = "auto"
     events: str | None = None
     snapshots: str | None = None
     snapshot_labels: tuple[str, ...] = ("without_mask",)
     snapshot_interval_s: float = 2.0
     display: bool = True
     video_fps: float | None = None
+    record: RecordOptions = field(default_factory=RecordOptions)
+    clips: ClipOptions = field(default_factory=ClipOptions)
 
     def __post_init__(self) -> None:
         if self.output is not None:
             _check(
                 Path(self.output).suffix.lower() in (".mp4", ".avi"),
                 "output",
-                f"must end in .mp4 (mp4v) or .avi (MJPG), got {self.output!r}",
+                f"must end in .mp4 or .avi, got {self.output!r}",
             )
+        _check(self.codec in CODECS, "codec", f"must be one of {', '.join(CODECS)}, got {self.codec!r}")
         _check(self.snapshot_interval_s >= 0, "snapshot_interval_s", f"must be >= 0, got {self.snapshot_interval_s}")
         _check(
             self.video_fps is None or 0 < self.video_fps <= 1000,

@@ -294,16 +294,31 @@ def create_detector(name: str | None) -> Any:
         raise UserError(f"worker.detector {name!r}: {exc}") from None
 
 
-def build_sinks(cfg: Config, source_ids: list[str], fps: dict[str, float | None]) -> list:
-    """Sinks for ``cfg.sinks`` (video, events, snapshots), not entered yet."""
+def build_sinks(
+    cfg: Config, source_ids: list[str], fps: dict[str, float | None], live: dict[str, bool] | None = None
+) -> list:
+    """Sinks for ``cfg.sinks`` (video, events, snapshots, recordings, clips), not entered yet.
+
+    ``live``: source id -> live source (its frames are dropped, never waited for, by slow encoders).
+    """
+    from stream.sinks.clips import ClipSink
+    from stream.sinks.record import RecordSink
+
     sc = cfg.sinks
     sinks: list = []
+    vfps = {sid: (sc.video_fps or f) for sid, f in fps.items()}
     if sc.output:
-        sinks.append(VideoSink(sc.output, source_ids, {sid: (sc.video_fps or f) for sid, f in fps.items()}))
-    if sc.events:
-        sinks.append(EventsSink(sc.events))
+        sinks.append(VideoSink(sc.output, source_ids, vfps, codec=sc.codec, live=live))
+    events = EventsSink(sc.events) if sc.events else None
+    if events is not None:
+        sinks.append(events)
     if sc.snapshots:
         sinks.append(SnapshotSink(sc.snapshots, sc.snapshot_labels, sc.snapshot_interval_s))
+    emit = events.emit if events is not None else None
+    if sc.record.dir:  # after the events sink: closed before it, so their last events are written
+        sinks.append(RecordSink(sc.record, source_ids, fps, live, emit))
+    if sc.clips.dir:
+        sinks.append(ClipSink(sc.clips, source_ids, fps, live, emit))
     return sinks
 
 
@@ -345,7 +360,7 @@ def build_pipeline(
     pipe = Pipeline(
         sources,
         processor.process,
-        sinks=build_sinks(cfg, ids, fps),
+        sinks=build_sinks(cfg, ids, fps, {s.source_id: bool(getattr(s, "live", False)) for s in sources}),
         display=Display(cfg.sinks.display),
         batch_size=cfg.worker.batch_size,
         batch_timeout_s=cfg.worker.batch_timeout_ms / 1000.0,

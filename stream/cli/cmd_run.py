@@ -76,7 +76,31 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "-o",
         metavar="FILE",
         default=None,
-        help=_h("annotated video (.mp4 mp4v or .avi MJPG); several sources write FILE-<k>.ext"),
+        help=_h(
+            "annotated video (.mp4: fragmented H.264, plays in browsers and after a crash; .avi: MJPG); "
+            "several sources write FILE-<k>.ext"
+        ),
+    )
+    p.add_argument(
+        "--codec",
+        choices=("auto", "h264", "mp4v", "mjpg"),
+        default=None,
+        help=_h("codec of --output (config: sinks.codec; auto: h264 for .mp4, mjpg for .avi)"),
+    )
+    p.add_argument(
+        "--record",
+        metavar="DIR",
+        default=None,
+        help=_h(
+            "record every source continuously into DIR in segments (config: sinks.record.*: length, "
+            "retention by age and size); DIR/index.sqlite lists segments and their events"
+        ),
+    )
+    p.add_argument(
+        "--clips",
+        metavar="DIR",
+        default=None,
+        help=_h("write a short annotated clip of each no-mask moment into DIR (config: sinks.clips.*)"),
     )
     p.add_argument("--events", metavar="FILE", default=None, help=_h("JSON Lines events file"))
     p.add_argument(
@@ -119,9 +143,12 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     ):
         if getattr(args, opt) is not None:
             o["worker"][key] = getattr(args, opt)
-    for opt in ("output", "events", "snapshots"):
+    for opt in ("output", "events", "snapshots", "codec"):
         if getattr(args, opt) is not None:
             o["sinks"][opt] = getattr(args, opt)
+    for opt in ("record", "clips"):
+        if getattr(args, opt) is not None:
+            o["sinks"][opt] = {"dir": getattr(args, opt)}
     if args.no_display:
         o["sinks"]["display"] = False
     if args.max_frames is not None:
@@ -184,7 +211,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"maskstream: error: {exc}", file=sys.stderr)
         return exc.exit_code
     print(summary.format())
-    outs = [p for p in (cfg.sinks.output, cfg.sinks.events, cfg.sinks.snapshots) if p]
+    outs = [p for p in (cfg.sinks.output, cfg.sinks.events, cfg.sinks.snapshots, cfg.sinks.record.dir,
+                        cfg.sinks.clips.dir) if p]
     if outs:
         print("  wrote    " + ", ".join(outs))
     if args.json_summary:

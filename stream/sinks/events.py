@@ -6,6 +6,12 @@ Types::
   {"type": "detection", "source", "frame_index", "time", "label", "score", "box": [x1, y1, x2, y2], "map_score"}
   {"type": "state", "source", "state", "time", "message", "attempt"}
   {"type": "skip", "source", "frame_index", "time", "reason"}
+  {"type": "recording", "source", "state": "recording"|"error", "time", "message"}
+      (--record: recording started or resumed / a write error such as a full disk; detection goes on)
+  {"type": "clip", "event": "start", "source", "path", "trigger": "nomask_run"|"person", "frame_index",
+      "time", "pre_roll_s", "person_id"?}   (--clips: a clip file was started; more frames follow)
+  {"type": "clip", "event": "end"|"person"|"error", "source", "path", ...}   (its end, a further
+      person in it, or a write error)
 
 ``time`` is Unix time of capture (frames) or of the change (state); boxes are in frame pixels.
 Source ids are redacted again here: no credentials ever reach the file.
@@ -100,6 +106,10 @@ class EventsSink(Sink):
         if now - self._last_flush >= FLUSH_S:
             self._f.flush()
             self._last_flush = now
+
+    def emit(self, obj: dict) -> None:
+        """One more event from another sink (recording state, clip); same thread as ``write``."""
+        self._emit(obj)
 
     def write(self, result: FrameResult, annotated: np.ndarray) -> None:
         for obj in frame_events(result, time.monotonic() - result.frame.capture_time):
