@@ -216,7 +216,8 @@ class ClipSink(Sink):
     def _buffer(self, s: _SourceClips, t: float, index: int, image: np.ndarray) -> None:
         s.ring.append((t, index, image))
         s.ring_bytes += image.nbytes
-        since = s.run_start[0] if (s.run and s.run_start is not None) else t  # pre-roll: before the run began
+        # pre-roll: before the run began (runs trigger), before now (person decisions trigger)
+        since = s.run_start[0] if (s.run and s.run_start is not None and not self.person_mode) else t
         while s.ring and (s.ring[0][0] < since - self.opts.pre_roll_s or s.ring_bytes > self.max_buffer_bytes):
             s.ring_bytes -= s.ring.popleft()[2].nbytes
 

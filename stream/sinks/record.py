@@ -110,7 +110,7 @@ class _SourceRecorder:
             if kind == "frame":
                 self._frame(*item[1:])
             elif kind == "cut":
-                self._take_events()
+                self._take_events(until=item[1])
                 self._close_segment()
             elif kind == "close":
                 self._take_events()
@@ -118,8 +118,12 @@ class _SourceRecorder:
         except WRITE_ERRORS as exc:
             self._fail(exc)
 
-    def _take_events(self) -> None:
+    def _take_events(self, until: float | None = None, strict: bool = False) -> None:
+        """Move queued events (time order) into the open segment: all, or those up to ``until``."""
         while self._events:
+            t = self._events[0]["time"]
+            if until is not None and (t > until or (strict and t >= until)):
+                return  # a later frame's event: it belongs to the segment that frame goes into
             ev = self._events.popleft()
             if self.seg is not None:
                 self.seg.events.append(ev)
@@ -129,14 +133,14 @@ class _SourceRecorder:
         now = time.monotonic()
         if self.retry_at is not None and now < self.retry_at:
             self.stats.lost += 1
-            self._events.clear()
+            self._take_events(until=t)  # dropped: no segment to hold them
             return
         if self.seg is not None and t - self.seg.start >= self.opts.segment_s:
-            self._take_events()
+            self._take_events(until=t, strict=True)
             self._close_segment()
         if self.seg is None:
             self._open_segment(t, image)
-        self._take_events()
+        self._take_events(until=t)
         assert self.seg is not None and self.enc is not None
         self.enc.write(image, t=t - self.seg.start)
         self.seg.frames += 1
@@ -351,17 +355,18 @@ class RecordSink(Sink):
         rec = self._rec.get(ev.source_id)
         if rec is None:
             return
+        t = round(wall_time(ev.time), 3)
         rec.add_event(
             {
                 "type": "state",
-                "time": round(wall_time(ev.time), 3),
+                "time": t,
                 "state": ev.state.value,
                 "message": redact_text(ev.message),
             }
         )
         if ev.state in CUT_STATES:
             self._nomask[ev.source_id] = False
-            self._threads[ev.source_id].put(("cut",), force_block=True)
+            self._threads[ev.source_id].put(("cut", t), force_block=True)
 
     def person(self, event: dict) -> None:
         rec = self._rec.get(str(event.get("source_id", "")))
