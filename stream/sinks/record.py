@@ -105,6 +105,10 @@ class _SourceRecorder:
     # -------------------------------------------------------------- writer thread side
     def handle(self, item: tuple) -> None:
         kind = item[0]
+        if kind == "frame" and self.retry_at is not None and time.monotonic() < self.retry_at:
+            self.stats.lost += 1  # failing: not even the index is touched until the next retry
+            self._take_events(until=item[1])  # no segment to hold them (they are in the events file)
+            return
         try:
             self._flush_unsaved()
             if kind == "frame":
@@ -130,11 +134,6 @@ class _SourceRecorder:
             # no segment open (source down, or recording failed): the event is in the events file only
 
     def _frame(self, t: float, image: np.ndarray) -> None:
-        now = time.monotonic()
-        if self.retry_at is not None and now < self.retry_at:
-            self.stats.lost += 1
-            self._take_events(until=t)  # dropped: no segment to hold them
-            return
         if self.seg is not None and t - self.seg.start >= self.opts.segment_s:
             self._take_events(until=t, strict=True)
             self._close_segment()
