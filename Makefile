@@ -4,7 +4,7 @@
 PY ?= python3
 PIP = $(PY) -m pip
 
-.PHONY: setup demo test explain-demo train eval bench bench-cam bench-stream soak gpu-check samples
+.PHONY: setup demo test explain-demo train eval bench bench-cam bench-stream bench-record soak gpu-check samples
 setup: .setup.stamp
 
 .setup.stamp: pyproject.toml Makefile
@@ -45,6 +45,9 @@ bench-cam: setup
 
 bench-stream: setup
 	nice $(PY) tools/bench_stream.py
+
+bench-record: setup
+	nice $(PY) tools/bench_record.py
 
 soak: setup
 	nice $(PY) tools/soak.py --minutes 10
