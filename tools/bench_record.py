@@ -8,6 +8,10 @@ Rows (each a full pipeline run over the same frames, display off, heatmap + boxe
 * ``record h264``: ``--record`` (2 s segments, SQLite index).
 * ``output+record+clips``: all three (every frame is "no mask" for the untrained model or not;
   clips are written whenever runs trigger).
+``waited s`` is the time the pipeline thread was blocked by full writer queues; a slowdown with
+no waiting is CPU the encoders took from inference (a machine with spare cores, or inference on a
+GPU, pays neither).
+
 * ``live none`` / ``live record``: a live-like source paced at ``--live-fps`` (drop-oldest): the
   record sink must not add latency; frames its writer could not take are dropped and counted.
 
@@ -159,8 +163,9 @@ def make_sinks(kind: str, tmp: Path, sid: str, live: bool) -> list:
     return sinks
 
 
-def run_once(proc, source, sinks, bs: int) -> tuple[float, float, int, int]:
-    """(frames/s first->last rendered, latency p50 ms, frames out, frames dropped by writers)."""
+def run_once(proc, source, sinks, bs: int) -> tuple[float, float, int, int, float]:
+    """(frames/s first->last rendered, latency p50 ms, frames out, frames dropped by writers,
+    seconds the pipeline thread waited for the writers' queues)."""
     from stream.config import from_dict
     from stream.overlay import build_annotators
     from stream.pipeline import Pipeline
@@ -176,7 +181,8 @@ def run_once(proc, source, sinks, bs: int) -> tuple[float, float, int, int]:
     for k in sinks:
         dropped += sum(getattr(k, "frames_dropped", {}).values())
         dropped += sum(st.dropped for st in getattr(k, "stats", {}).values()) if hasattr(k, "stats") else 0
-    return fps, s.latency_ms(50), s.frames_out, dropped
+    waited = sum(getattr(k, "waited_s", 0.0) for k in sinks)
+    return fps, s.latency_ms(50), s.frames_out, dropped, waited
 
 
 def encoder_only(images: list[np.ndarray], tmp: Path, n: int = 60) -> list[tuple[str, float]]:
@@ -230,27 +236,30 @@ def main(argv: list[str] | None = None) -> int:
     proc.process([Frame("w", 0, images[0], time.monotonic())])  # warm up
     kinds = ["none", "output h264", "output mp4v", "record h264", "output+record+clips"]
     res: dict[str, list[float]] = {k: [] for k in kinds}
-    drops: dict[str, int] = {k: 0 for k in kinds}
+    waits: dict[str, list[float]] = {k: [] for k in kinds}
     live_kinds = ("none", "record h264") if a.live_seconds > 0 else ()
     live: dict[str, list[tuple[float, float, int, int]]] = {k: [] for k in live_kinds}
     for r in range(a.repeats):
         for k in kinds:
-            fps, _, nout, dropped = run_once(proc, MemorySource(images, a.frames), make_sinks(k, tmp, "file", False),
-                                             a.batch_size)
-            assert nout == a.frames, (k, nout)
+            fps, _, nout, dropped, waited = run_once(
+                proc, MemorySource(images, a.frames), make_sinks(k, tmp, "file", False), a.batch_size
+            )
+            assert nout == a.frames and dropped == 0, (k, nout, dropped)
             res[k].append(fps)
-            drops[k] += dropped
+            waits[k].append(waited)
         for k in live_kinds:
             src = PacedSource(images, a.live_fps, "live", buffer=1, duration_s=a.live_seconds)
-            fps, p50, nout, dropped = run_once(proc, src, make_sinks(k, tmp, "live", True), a.batch_size)
+            fps, p50, nout, dropped, _ = run_once(proc, src, make_sinks(k, tmp, "live", True), a.batch_size)
             live[k].append((fps, p50, src.stats.frames_dropped, dropped))
         print(f"  repeat {r + 1}/{a.repeats} done", flush=True)
     base = statistics.median(res["none"])
-    print(f"\n{'file source (blocking)':<24} {'frames/s':>9} {'vs none':>8} {'runs':>24}")
+    print(f"\n{'file source (blocking)':<24} {'frames/s':>9} {'vs none':>8} {'waited s':>9} {'runs':>24}")
     for k in kinds:
         m = statistics.median(res[k])
         runs = " ".join(f"{v:.1f}" for v in res[k])
-        print(f"{k:<24} {m:>9.2f} {m / base:>8.3f} {runs:>24}")
+        print(f"{k:<24} {m:>9.2f} {m / base:>8.3f} {statistics.median(waits[k]):>9.2f} {runs:>24}")
+    print("(waited s: median time per run the pipeline thread spent blocked on full writer queues; the rest of\n"
+          " any slowdown is the encoder threads' CPU use competing with inference on this machine)")
     if live_kinds:
         print(f"\n{'live source @' + format(a.live_fps, 'g') + ' fps':<24} {'frames/s':>9} {'vs none':>8} "
               f"{'p50 ms':>8} {'src drop':>9} {'writer drop':>12}")

@@ -256,6 +256,11 @@ class ClipSink(Sink):
             assert s.run_start is not None
             self._start(s, t, s.run_start[1], "nomask_run")
 
+    @property
+    def waited_s(self) -> float:
+        """Seconds the pipeline thread waited for the clip writers (file sources: their queue was full)."""
+        return sum(s.thread.waited_s for s in self._src.values() if s.thread is not None)
+
     def person(self, event: dict) -> None:
         """A person event (issue 13): a ``decided`` ``without_mask`` person triggers a clip."""
         if self.opts.trigger == "auto" and not self.person_mode:

@@ -375,6 +375,11 @@ class RecordSink(Sink):
             rec.add_event({**event, "type": "person", "time": event.get("time") or round(time.time(), 3)})
 
     @property
+    def waited_s(self) -> float:
+        """Seconds the pipeline thread waited for the writers (file sources: their queue was full)."""
+        return sum(th.waited_s for th in self._threads.values())
+
+    @property
     def stats(self) -> dict[str, RecordStats]:
         """Per-source counters (``dropped`` includes frames the writer queue refused)."""
         return {sid: r.stats for sid, r in self._rec.items()}

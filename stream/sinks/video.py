@@ -148,6 +148,11 @@ class VideoSink(Sink):
         return {sid: w.frames for sid, w in self._writers.items()}
 
     @property
+    def waited_s(self) -> float:
+        """Seconds the pipeline thread waited for the encoders (file sources: their queue was full)."""
+        return sum(th.waited_s for th in self._threads.values())
+
+    @property
     def frames_dropped(self) -> dict[str, int]:
         """Frames of live sources dropped because the encoder was behind."""
         return {sid: th.dropped for sid, th in self._threads.items()}

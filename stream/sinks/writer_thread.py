@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from typing import Any, Callable
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ class WriterThread:
         self.handler = handler
         self.block = block
         self.dropped = 0
+        self.waited_s = 0.0  # time ``put`` spent waiting for room (block policy)
         self.error: BaseException | None = None
         self._reported = False
         self._q: queue.Queue = queue.Queue(maxsize=max(1, maxsize))
@@ -73,9 +75,16 @@ class WriterThread:
             except queue.Full:
                 self.dropped += 1
                 return False
+        try:
+            self._q.put_nowait(item)
+            return True
+        except queue.Full:
+            pass
+        t0 = time.perf_counter()
         while True:
             try:
                 self._q.put(item, timeout=PUT_POLL_S)
+                self.waited_s += time.perf_counter() - t0
                 return True
             except queue.Full:
                 self._raise_error()
