@@ -6,14 +6,13 @@ Rows (each a full pipeline run over the same frames, display off, heatmap + boxe
 * ``output h264`` / ``output mp4v``: ``--output`` (a file source: the pipeline waits for the encoder,
   so its whole cost shows up here).
 * ``record h264``: ``--record`` (2 s segments, SQLite index).
-* ``output+record+clips``: all three (every frame is "no mask" for the untrained model or not;
-  clips are written whenever runs trigger).
+* ``output+record+clips``: all three (clips are written whenever no-mask runs trigger).
+* ``live none`` / ``live record``: a live-like source paced at ``--live-fps`` (drop-oldest): the
+  record sink must not add latency; frames its writer could not take are dropped and counted.
+
 ``waited s`` is the time the pipeline thread was blocked by full writer queues; a slowdown with
 no waiting is CPU the encoders took from inference (a machine with spare cores, or inference on a
 GPU, pays neither).
-
-* ``live none`` / ``live record``: a live-like source paced at ``--live-fps`` (drop-oldest): the
-  record sink must not add latency; frames its writer could not take are dropped and counted.
 
 Configurations are interleaved ``--repeats`` times (ABCD ABCD) and the median frames/s is reported
 with its ratio to ``none`` of the same run. ``encoder only`` rows time ``VideoEncoder`` alone.
