@@ -26,7 +26,7 @@ from stream.sinks import VideoSink  # noqa: E402
 from stream.sinks import encoder as encoder_mod  # noqa: E402
 from stream.sinks.clips import ClipSink  # noqa: E402
 from stream.sinks.encoder import VideoEncoder  # noqa: E402
-from stream.sinks.record import RecordSink  # noqa: E402
+from stream.sinks.record import RecordSink, utc_stamp  # noqa: E402
 from stream.sinks.segment_index import SegmentIndex, count_packets  # noqa: E402
 from stream.worker import Detection, FrameResult  # noqa: E402
 from tests._recording_fakes import decode_indices, index_image  # noqa: E402
@@ -265,12 +265,21 @@ def test_retention_by_age_and_recovery_of_an_interrupted_run(tmp_path):
 
     idx.finish(Segment("cam", "cam/cam_old.mp4", time.time() - 7200, time.time() - 7100, 5, old.stat().st_size, "complete"))
     idx.add(Segment("cam", "cam/cam_crashed.mp4", time.time() - 60))
+    idx.add(Segment("cam", "cam/cam_deleted_by_hand.mp4", time.time() - 50))
     idx.close()
+    orphan = root / "cam" / f"cam_{utc_stamp(time.time() - 30)}.mp4"  # a file the index never heard of
+    enc = VideoEncoder(orphan, (160, 120), 10.0)
+    for i in range(7):
+        enc.write(index_image(i))
+    enc.close()
     with RecordSink(record_opts(tmp_path, max_age_h=1.0), ["cam"]):
         pass
     segs = check_index_agrees(root)
     assert not old.exists()
-    assert [(s.path, s.status) for s, _ in segs] == [("cam/cam_crashed.mp4", "interrupted")]
+    assert [(s.path, s.status, s.frames) for s, _ in segs][1:] == [(orphan.relative_to(root).as_posix(),
+                                                                    "interrupted", 7)]
+    assert segs[1][0].start == pytest.approx(time.time() - 30, abs=2)
+    assert [(s.path, s.status) for s, _ in segs][:1] == [("cam/cam_crashed.mp4", "interrupted")]
     assert 20 <= segs[0][0].frames <= 25
 
 

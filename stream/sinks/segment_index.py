@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 import av
@@ -54,6 +56,15 @@ class Segment:
     status: str = "recording"
     id: int | None = None
     events: list[dict] = field(default_factory=list)
+
+
+def start_from_name(name: str) -> float | None:
+    """Unix start time from a segment name ``<source>_YYYYmmddTHHMMSS.mmmZ[-k].mp4``, or None."""
+    m = re.search(r"_(\d{8}T\d{6})\.(\d{3})Z(?:-\d+)?\.mp4$", name)
+    if m is None:
+        return None
+    d = datetime.strptime(m.group(1), "%Y%m%dT%H%M%S").replace(tzinfo=timezone.utc)
+    return d.timestamp() + int(m.group(2)) / 1000.0
 
 
 def count_packets(path: Path) -> int:
@@ -153,8 +164,18 @@ class SegmentIndex:
     # ---------------------------------------------------------------- maintenance
     def recover(self) -> int:
         """Segments left ``recording`` by a run that died: count their frames from the file
-        (status ``interrupted``), or drop the row when the file is gone or holds nothing. Returns rows fixed."""
+        (status ``interrupted``), or drop the row when the file is gone or holds nothing; segment files
+        with no row (a crash between creating a file and indexing it) are indexed the same way, and
+        rows whose file was deleted by hand are dropped. Returns the rows fixed."""
         fixed = 0
+        known = {s.path for s in self.segments()}
+        for f in sorted(self.root.glob("*/*.mp4")):
+            rel = f.relative_to(self.root).as_posix()
+            if rel not in known:  # the source's id is unknown here: its folder name stands in
+                self.add(Segment(f.parent.name, rel, start_from_name(f.name) or f.stat().st_mtime))
+        for seg in [s for s in self.segments() if s.status != "recording" and not (self.root / s.path).is_file()]:
+            self.remove(seg.id)  # type: ignore[arg-type]
+            fixed += 1
         for seg in [s for s in self.segments() if s.status == "recording"]:
             f = self.root / seg.path
             n = count_packets(f) if f.is_file() else 0
