@@ -1,5 +1,6 @@
-"""``maskstream run --output`` killed with SIGKILL mid-way (an OOM kill, a power cut): the video plays up
-to the last couple of seconds, and the frames in it are the right ones.
+"""``maskstream run --output --record`` killed with SIGKILL mid-way (an OOM kill, a power cut): the video
+plays up to the last couple of seconds, the frames in it are the right ones, and the recording segment
+being written is re-indexed with its playable frames on the next start.
 
 The input clip's frame i shows i as a row of blocks (``tests/_recording_fakes.py``); the heatmap is
 blended over it (boxes and HUD are off so nothing is drawn over the blocks), so every decoded
@@ -19,6 +20,7 @@ import av
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+from stream.sinks.segment_index import SegmentIndex  # noqa: E402
 from tests._recording_fakes import decode_indices, write_index_video  # noqa: E402
 from tests._stream_fakes import save_seeded_checkpoint  # noqa: E402
 
@@ -56,10 +58,10 @@ def test_sigkill_leaves_a_playable_video_of_the_right_frames(tmp_path):
         "sources: {realtime: true}\n"  # paced at 25 fps: the kill lands mid-way through the 20 s clip
         "overlay: {heatmap: true, boxes: false, hud: false}\n"
     )
-    out, ev = tmp_path / "out.mp4", tmp_path / "ev.jsonl"
+    out, ev, rec = tmp_path / "out.mp4", tmp_path / "ev.jsonl", tmp_path / "rec"
     cmd = [sys.executable, "-m", "stream.cli.main", "run", "--no-display", "--no-progress", "--config", str(cfg),
            "--checkpoint", str(ckpt), "--source", str(clip), "--output", str(out), "--events", str(ev),
-           "--batch-size", "2"]
+           "--record", str(rec), "--batch-size", "2"]
     p = subprocess.Popen(cmd, cwd=tmp_path, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
@@ -94,3 +96,16 @@ def test_sigkill_leaves_a_playable_video_of_the_right_frames(tmp_path):
     for k in (0, len(got) // 3, len(got) // 2, len(got) - 1):
         if k < n_events:
             assert got[k] == events[k]["frame_index"]
+
+    # --record survived too: the next start re-indexes the segment the killed run was writing
+    idx = SegmentIndex(rec)
+    try:
+        assert [s.status for s in idx.segments()] == ["recording"]
+        idx.recover()
+        segs = idx.segments()
+    finally:
+        idx.close()
+    assert [s.status for s in segs] == ["interrupted"]
+    with av.open(str(rec / segs[0].path)) as c:
+        rec_got = decode_indices([f.to_ndarray(format="bgr24") for f in c.decode(video=0)])
+    assert rec_got == list(range(segs[0].frames)) and segs[0].frames >= n_events - 2 * FPS
