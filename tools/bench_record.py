@@ -12,7 +12,8 @@ Rows (each a full pipeline run over the same frames, display off, heatmap + boxe
 
 ``waited s`` is the time the pipeline thread was blocked by full writer queues; a slowdown with
 no waiting is CPU the encoders took from inference (a machine with spare cores, or inference on a
-GPU, pays neither).
+GPU, pays neither). ``CPU ms/fr`` is the process's CPU time per frame (all threads), ``+CPU ms``
+its difference to ``none``: what recording costs, less sensitive to a loaded machine than frames/s.
 
 Configurations are interleaved ``--repeats`` times (ABCD ABCD) and the median frames/s is reported
 with its ratio to ``none`` of the same run. ``encoder only`` rows time ``VideoEncoder`` alone.
@@ -162,9 +163,9 @@ def make_sinks(kind: str, tmp: Path, sid: str, live: bool) -> list:
     return sinks
 
 
-def run_once(proc, source, sinks, bs: int) -> tuple[float, float, int, int, float]:
+def run_once(proc, source, sinks, bs: int) -> tuple[float, float, int, int, float, float]:
     """(frames/s first->last rendered, latency p50 ms, frames out, frames dropped by writers,
-    seconds the pipeline thread waited for the writers' queues)."""
+    seconds the pipeline thread waited for the writers' queues, process CPU ms per frame)."""
     from stream.config import from_dict
     from stream.overlay import build_annotators
     from stream.pipeline import Pipeline
@@ -174,14 +175,16 @@ def run_once(proc, source, sinks, bs: int) -> tuple[float, float, int, int, floa
                     class_names=proc.class_names)
     pipe.annotators = build_annotators(from_dict({}).overlay, pipe.summary.monitor)
     pipe.on_result = lambda r, lat: stamps.append(time.monotonic())
+    cpu0 = time.process_time()
     s = pipe.run()
+    cpu_ms = 1000.0 * (time.process_time() - cpu0) / max(1, s.frames_out)
     fps = (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 1 else float("nan")
     dropped = 0
     for k in sinks:
         dropped += sum(getattr(k, "frames_dropped", {}).values())
         dropped += sum(st.dropped for st in getattr(k, "stats", {}).values()) if hasattr(k, "stats") else 0
     waited = sum(getattr(k, "waited_s", 0.0) for k in sinks)
-    return fps, s.latency_ms(50), s.frames_out, dropped, waited
+    return fps, s.latency_ms(50), s.frames_out, dropped, waited, cpu_ms
 
 
 def encoder_only(images: list[np.ndarray], tmp: Path, n: int = 60) -> list[tuple[str, float]]:
@@ -236,27 +239,32 @@ def main(argv: list[str] | None = None) -> int:
     kinds = ["none", "output h264", "output mp4v", "record h264", "output+record+clips"]
     res: dict[str, list[float]] = {k: [] for k in kinds}
     waits: dict[str, list[float]] = {k: [] for k in kinds}
+    cpus: dict[str, list[float]] = {k: [] for k in kinds}
     live_kinds = ("none", "record h264") if a.live_seconds > 0 else ()
     live: dict[str, list[tuple[float, float, int, int]]] = {k: [] for k in live_kinds}
     for r in range(a.repeats):
         for k in kinds:
-            fps, _, nout, dropped, waited = run_once(
+            fps, _, nout, dropped, waited, cpu_ms = run_once(
                 proc, MemorySource(images, a.frames), make_sinks(k, tmp, "file", False), a.batch_size
             )
             assert nout == a.frames and dropped == 0, (k, nout, dropped)
             res[k].append(fps)
             waits[k].append(waited)
+            cpus[k].append(cpu_ms)
         for k in live_kinds:
             src = PacedSource(images, a.live_fps, "live", buffer=1, duration_s=a.live_seconds)
-            fps, p50, nout, dropped, _ = run_once(proc, src, make_sinks(k, tmp, "live", True), a.batch_size)
+            fps, p50, nout, dropped, _, _ = run_once(proc, src, make_sinks(k, tmp, "live", True), a.batch_size)
             live[k].append((fps, p50, src.stats.frames_dropped, dropped))
         print(f"  repeat {r + 1}/{a.repeats} done", flush=True)
     base = statistics.median(res["none"])
-    print(f"\n{'file source (blocking)':<24} {'frames/s':>9} {'vs none':>8} {'waited s':>9} {'runs':>24}")
+    cbase = statistics.median(cpus["none"])
+    print(f"\n{'file source (blocking)':<24} {'frames/s':>9} {'vs none':>8} {'waited s':>9} {'CPU ms/fr':>10} "
+          f"{'+CPU ms':>8} {'runs (frames/s)':>24}")
     for k in kinds:
-        m = statistics.median(res[k])
+        m, c = statistics.median(res[k]), statistics.median(cpus[k])
         runs = " ".join(f"{v:.1f}" for v in res[k])
-        print(f"{k:<24} {m:>9.2f} {m / base:>8.3f} {statistics.median(waits[k]):>9.2f} {runs:>24}")
+        print(f"{k:<24} {m:>9.2f} {m / base:>8.3f} {statistics.median(waits[k]):>9.2f} {c:>10.1f} {c - cbase:>+8.1f} "
+              f"{runs:>24}")
     print("(waited s: median time per run the pipeline thread spent blocked on full writer queues; the rest of\n"
           " any slowdown is the encoder threads' CPU use competing with inference on this machine)")
     if live_kinds:
