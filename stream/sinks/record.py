@@ -172,18 +172,19 @@ class _SourceRecorder:
             self._set_state("recording", f"segment {rel}")
 
     def _close_segment(self, status: str = "complete") -> None:
+        """Flush and close the open segment and index it (``truncated`` when the flush fails)."""
         seg, enc = self.seg, self.enc
         self.seg, self.enc = None, None
         if seg is None:
             return
-        try:
-            if enc is not None:
-                if status == "complete":
-                    enc.close()
-                else:
-                    enc.abort()
-        finally:
-            self._store(seg, status)
+        if enc is not None:
+            try:
+                enc.close()
+            except WRITE_ERRORS:
+                enc.abort()
+                self._store(seg, "truncated")  # the final flush failed: index what the file holds
+                raise
+        self._store(seg, status)
 
     def _store(self, seg: Segment, status: str) -> None:
         path = self.sink.root / seg.path
