@@ -133,7 +133,11 @@ class VideoEncoder:
             image = cv2.copyMakeBorder(
                 image, 0, self.size[1] - self.in_size[1], 0, self.size[0] - self.in_size[0], cv2.BORDER_REPLICATE
             )
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="bgr24")
+        image = np.ascontiguousarray(image)
+        if _PIX_FMT[self.codec] == "yuv420p":  # OpenCV's BT.601 limited-range I420: 4x cheaper than swscale
+            frame = av.VideoFrame.from_ndarray(cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420), format="yuv420p")
+        else:
+            frame = av.VideoFrame.from_ndarray(image, format="bgr24")
         if self.variable_rate and t is not None:
             pts = max(int(round(t * 1000)), self._last_pts + 1)
         else:
