@@ -375,3 +375,15 @@ def test_sink_threads_end_on_close(tmp_path):
             cs.write(result(i, float(i), "a"), index_image(i))
     time.sleep(0.1)
     assert [t for t in threading.enumerate() if t not in before and t.is_alive()] == []
+
+
+def test_live_source_clip_keeps_its_whole_pre_roll(tmp_path):
+    """The pre-roll goes to the writer as one item: a small live queue does not drop any of it."""
+    ev: list[dict] = []
+    opts = ClipOptions(dir=str(tmp_path / "c"), pre_roll_s=2.55, post_roll_s=0.3, min_frames=2, queue_frames=2)
+    with ClipSink(opts, ["cam"], {"cam": 8.0}, live={"cam": True}, emit=ev.append) as sink:
+        for i in range(30):
+            r = result(i, 0.125 * i, nomask=i in (24, 25))
+            sink.write(r, r.frame.image)
+    start = next(e for e in ev if e["event"] == "start")
+    assert clip_frames(start["path"])[:22] == list(range(4, 26))  # 2.5 s = 20 frames before frame 24, then 24, 25

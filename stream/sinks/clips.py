@@ -68,14 +68,14 @@ class _ClipWriter:
                 _, self.path, self.start_t = item
                 self.enc, self.failed = None, False
                 self.frames[str(self.path)] = 0
-            elif kind == "frame" and not self.failed and self.path is not None:
-                _, t, image = item
-                if self.enc is None:
-                    self.path.parent.mkdir(parents=True, exist_ok=True)
-                    size = (image.shape[1], image.shape[0])
-                    self.enc = VideoEncoder(self.path, size, self.fps, self.codec, variable_rate=True)
-                self.enc.write(image, t=t - self.start_t)
-                self.frames[str(self.path)] += 1
+            elif kind in ("frame", "frames") and not self.failed and self.path is not None:
+                for t, image in item[1] if kind == "frames" else [item[1:]]:
+                    if self.enc is None:
+                        self.path.parent.mkdir(parents=True, exist_ok=True)
+                        size = (image.shape[1], image.shape[0])
+                        self.enc = VideoEncoder(self.path, size, self.fps, self.codec, variable_rate=True)
+                    self.enc.write(image, t=t - self.start_t)
+                    self.frames[str(self.path)] += 1
             elif kind == "close" and self.enc is not None:
                 enc, self.enc = self.enc, None
                 enc.close()
@@ -172,12 +172,10 @@ class ClipSink(Sink):
         path = self.dir / f"{s.name}_{frame_index:07d}_{utc_stamp(t)}.mp4"
         s.clip = _Clip(path, start_t, t, t)
         s.thread.put(("open", path, start_t), force_block=True)
-        for ft, _, im in s.ring:
-            if s.thread.put(("frame", ft, im)):
-                s.clip.frames_sent += 1
-                s.clip.last_t = ft
-            else:
-                s.dropped += 1
+        if s.ring:  # the pre-roll as one item: a live source's queue cannot overflow on it
+            s.thread.put(("frames", [(ft, im) for ft, _, im in s.ring]), force_block=True)
+            s.clip.frames_sent += len(s.ring)
+            s.clip.last_t = s.ring[-1][0]
         s.ring.clear()
         s.ring_bytes = 0
         ev = {
