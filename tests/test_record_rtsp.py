@@ -60,7 +60,7 @@ def test_record_across_an_rtsp_server_restart(tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(
         "sources: {open_timeout: 5.0, read_timeout: 2.0, reconnect_initial: 0.2, reconnect_max: 0.5}\n"
-        "sinks: {record: {segment_s: 2.0}}\n"
+        "sinks: {record: {segment_s: 1.0}}\n"
     )
     rec, ev = tmp_path / "rec", tmp_path / "ev.jsonl"
     server = RtspServerProcess(free_port(), ["--fps", "25"])
@@ -77,7 +77,7 @@ def test_record_across_an_rtsp_server_restart(tmp_path):
         return any(e["type"] == "state" and e["state"] == state and e["time"] >= t for e in read_events(ev))
 
     try:
-        wait_for(lambda: frames_since(0) >= 100, 90, "100 frames before the outage", p)  # > 2 segments
+        wait_for(lambda: frames_since(0) >= 60, 90, "60 frames before the outage", p)  # > 2 segments
         killed_at = time.time()
         server.kill()
         wait_for(lambda: state_since("reconnecting", killed_at), 30, "reconnecting", p)
@@ -85,7 +85,7 @@ def test_record_across_an_rtsp_server_restart(tmp_path):
         server.start()
         restarted_at = time.time()
         wait_for(lambda: state_since("connected", restarted_at), 40, "connected again", p)
-        wait_for(lambda: frames_since(restarted_at) >= 100, 60, "100 frames after the restart", p)
+        wait_for(lambda: frames_since(restarted_at) >= 60, 60, "60 frames after the restart", p)
         p.send_signal(signal.SIGTERM)  # a clean stop: the open segment is closed and indexed
         _, err = p.communicate(timeout=40)
     finally:
