@@ -11,6 +11,7 @@ closed. An exception in the worker reaches this thread as :class:`PipelineError`
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import queue
 import sys
@@ -28,9 +29,10 @@ from stream.errors import UserError
 from stream.frames import FrameSource, SourceEvent
 from stream.overlay import HeatmapAnnotator, annotate, build_annotators
 from stream.redact import redact_text
-from stream.sinks import EventsSink, SnapshotSink, VideoSink
+from stream.results import Done, FrameResult, SkippedFrame
+from stream.sinks import SINKS, EventsSink, SinkContext
 from stream.summary import RunSummary
-from stream.worker import BatchWorker, Done, FrameResult, Processor, SkippedFrame, create_backend
+from stream.worker import BatchWorker, Processor, create_backend
 
 log = logging.getLogger(__name__)
 
@@ -295,30 +297,27 @@ def create_detector(name: str | None) -> Any:
 
 
 def build_sinks(
-    cfg: Config, source_ids: list[str], fps: dict[str, float | None], live: dict[str, bool] | None = None
+    cfg: Config,
+    source_ids: list[str],
+    fps: dict[str, float | None],
+    class_names: Sequence[str] = (),
+    live: dict[str, bool] | None = None,
 ) -> list:
-    """Sinks for ``cfg.sinks`` (video, events, snapshots, recordings, clips), not entered yet.
+    """The configured sinks (every registered type in ``stream.sinks.SINKS`` that is on), not entered yet.
 
-    ``live``: source id -> live source (its frames are dropped, never waited for, by slow encoders).
+    ``live``: source id -> live source (slow writers drop its frames instead of waiting). Types built
+    after the events sink get its ``emit`` in their context; the pipeline closes sinks in reverse order,
+    so their last events still reach the file.
     """
-    from stream.sinks.clips import ClipSink
-    from stream.sinks.record import RecordSink
-
-    sc = cfg.sinks
-    sinks: list = []
-    vfps = {sid: (sc.video_fps or f) for sid, f in fps.items()}
-    if sc.output:
-        sinks.append(VideoSink(sc.output, source_ids, vfps, codec=sc.codec, live=live))
-    events = EventsSink(sc.events) if sc.events else None
-    if events is not None:
-        sinks.append(events)
-    if sc.snapshots:
-        sinks.append(SnapshotSink(sc.snapshots, sc.snapshot_labels, sc.snapshot_interval_s))
-    emit = events.emit if events is not None else None
-    if sc.record.dir:  # after the events sink: closed before it, so their last events are written
-        sinks.append(RecordSink(sc.record, source_ids, fps, live, emit))
-    if sc.clips.dir:
-        sinks.append(ClipSink(sc.clips, source_ids, fps, live, emit))
+    ctx = SinkContext(list(source_ids), dict(fps), tuple(class_names), dict(live or {}))
+    sinks = []
+    for t in SINKS.values():
+        sink = t.build(cfg.sinks.options(t.name), ctx)
+        if sink is None:
+            continue
+        sinks.append(sink)
+        if isinstance(sink, EventsSink):
+            ctx = dataclasses.replace(ctx, emit=sink.emit)
     return sinks
 
 
@@ -357,10 +356,11 @@ def build_pipeline(
     elif cfg.run.progress and cfg.run.max_frames:
         total = cfg.run.max_frames
     summary_names = tuple(processor.class_names)
+    live = {s.source_id: bool(getattr(s, "live", False)) for s in sources}
     pipe = Pipeline(
         sources,
         processor.process,
-        sinks=build_sinks(cfg, ids, fps, {s.source_id: bool(getattr(s, "live", False)) for s in sources}),
+        sinks=build_sinks(cfg, ids, fps, summary_names, live),
         display=Display(cfg.sinks.display),
         batch_size=cfg.worker.batch_size,
         batch_timeout_s=cfg.worker.batch_timeout_ms / 1000.0,

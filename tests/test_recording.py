@@ -17,18 +17,16 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from stream.clip_options import ClipOptions  # noqa: E402
 from stream.config import from_dict  # noqa: E402
 from stream.errors import UserError  # noqa: E402
 from stream.frames import Frame, SourceEvent, SourceState  # noqa: E402
-from stream.record_options import RecordOptions  # noqa: E402
+from stream.results import Detection, FrameResult  # noqa: E402
 from stream.sinks import VideoSink  # noqa: E402
 from stream.sinks import encoder as encoder_mod  # noqa: E402
-from stream.sinks.clips import ClipSink  # noqa: E402
+from stream.sinks.clips import ClipOptions, ClipSink  # noqa: E402
 from stream.sinks.encoder import VideoEncoder  # noqa: E402
-from stream.sinks.record import RecordSink, utc_stamp  # noqa: E402
+from stream.sinks.record import RecordOptions, RecordSink, utc_stamp  # noqa: E402
 from stream.sinks.segment_index import SegmentIndex, count_packets  # noqa: E402
-from stream.worker import Detection, FrameResult  # noqa: E402
 from tests._recording_fakes import decode_indices, index_image  # noqa: E402
 
 NOMASK = Detection((10, 10, 40, 40), "without_mask", 1, 0.9)
@@ -387,3 +385,33 @@ def test_live_source_clip_keeps_its_whole_pre_roll(tmp_path):
             sink.write(r, r.frame.image)
     start = next(e for e in ev if e["event"] == "start")
     assert clip_frames(start["path"])[:22] == list(range(4, 26))  # 2.5 s = 20 frames before frame 24, then 24, 25
+
+
+def test_build_sinks_wires_record_and_clips_to_the_events_file_and_live_sources(tmp_path):
+    """Built from the config by the registry: after the events sink (so closed before it), with its ``emit``
+    and which sources are live; a recording event written through that emit lands in the events file."""
+    from stream.config import load_config
+    from stream.pipeline import build_sinks
+    from stream.sinks import EventsSink
+
+    ev_path = tmp_path / "ev.jsonl"
+    cfg = load_config(None, {"sinks": {"output": str(tmp_path / "o.mp4"), "codec": "mp4v", "events": str(ev_path),
+                                       "record": {"dir": str(tmp_path / "rec")}, "clips": {"dir": str(tmp_path / "c")}}})
+    sinks = build_sinks(cfg, ["cam", "file"], {"cam": 10.0, "file": 10.0}, live={"cam": True, "file": False})
+    try:
+        assert [type(s) for s in sinks] == [VideoSink, EventsSink, RecordSink, ClipSink]
+        video, events, rec, clips = sinks
+        assert video.codec == "mp4v" and rec.emit == events.emit and clips.emit == events.emit
+        for s in (video, rec):
+            assert {sid: th.block for sid, th in s._threads.items()} == {"cam": False, "file": True}
+        assert {sid: s.thread.block for sid, s in clips._src.items()} == {"cam": False, "file": True}
+        rec.report("cam", "error", "disk full")
+        rec.write(result(0, 0.0), index_image(0))  # drains the queued state change into the events file
+    finally:
+        for s in reversed(sinks):
+            s.close()
+    lines = [json.loads(x) for x in ev_path.read_text().splitlines()]
+    assert {"type": "recording", "source": "cam", "state": "error", "message": "disk full"}.items() <= next(
+        e for e in lines if e["type"] == "recording").items()
+    assert load_config(None, {}).sinks.options("record").dir is None  # off by default: no sink
+    assert [type(s) for s in build_sinks(load_config(None, {}), ["cam"], {"cam": None})] == []

@@ -143,11 +143,9 @@ class MemorySource:
 
 
 def make_sinks(kind: str, tmp: Path, sid: str, live: bool) -> list:
-    from stream.clip_options import ClipOptions
-    from stream.record_options import RecordOptions
     from stream.sinks import VideoSink
-    from stream.sinks.clips import ClipSink
-    from stream.sinks.record import RecordSink
+    from stream.sinks.clips import ClipOptions, ClipSink
+    from stream.sinks.record import RecordOptions, RecordSink
 
     d = Path(tempfile.mkdtemp(dir=tmp))
     fps = {sid: 25.0}

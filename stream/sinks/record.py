@@ -35,15 +35,15 @@ from typing import Callable
 import av
 import numpy as np
 
-from stream.errors import UserError
+from stream.errors import UserError, check
 from stream.frames import SourceEvent, SourceState
-from stream.record_options import RecordOptions
 from stream.redact import redact_text
+from stream.results import FrameResult
 from stream.sinks.base import Sink, safe_name, wall_time
-from stream.sinks.encoder import VideoEncoder
+from stream.sinks.encoder import CODECS, VideoEncoder
+from stream.sinks.registry import SinkContext, register_sink
 from stream.sinks.segment_index import Segment, SegmentIndex, count_packets
 from stream.sinks.writer_thread import WriterThread
-from stream.worker import FrameResult
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,39 @@ WRITE_ERRORS = (OSError, sqlite3.Error, av.error.FFmpegError)
 DEFAULT_FPS = 25.0
 GOP_S = 1.0
 NOMASK_LABELS = ("without_mask",)
+
+
+@dataclass(frozen=True)
+class RecordOptions:
+    """``sinks.record``: continuous recording of every source into short segments.
+
+    Attributes:
+        dir: recordings directory (``<dir>/<source>/<source>_<UTC start>.mp4`` and
+            ``<dir>/index.sqlite``). None: off.
+        segment_s: length of one segment, seconds (a new segment also starts after a reconnect).
+        max_age_h: delete segments older than this many hours (0: keep by age forever).
+        max_size_mb: delete the oldest segments while the recordings exceed this total (0: no cap).
+        codec: h264 | mp4v | mjpg.
+        retry_s: after a write error (disk full, not writable) try again this often.
+        queue_frames: frames each source's writer may hold; beyond it new frames are dropped and
+            counted (recording never slows detection).
+    """
+
+    dir: str | None = None
+    segment_s: float = 60.0
+    max_age_h: float = 168.0
+    max_size_mb: float = 10000.0
+    codec: str = "h264"
+    retry_s: float = 5.0
+    queue_frames: int = 32
+
+    def __post_init__(self) -> None:
+        check(0.5 <= self.segment_s <= 86400, "segment_s", f"must be in [0.5, 86400] seconds, got {self.segment_s}")
+        check(self.max_age_h >= 0, "max_age_h", f"must be >= 0 (0: no age limit), got {self.max_age_h}")
+        check(self.max_size_mb >= 0, "max_size_mb", f"must be >= 0 (0: no size cap), got {self.max_size_mb}")
+        check(self.codec in CODECS, "codec", f"must be one of {', '.join(CODECS)}, got {self.codec!r}")
+        check(0.1 <= self.retry_s <= 3600, "retry_s", f"must be in [0.1, 3600] seconds, got {self.retry_s}")
+        check(1 <= self.queue_frames <= 10000, "queue_frames", f"must be an int in [1, 10000], got {self.queue_frames}")
 
 
 def nomask_labels(result: FrameResult, labels: tuple[str, ...] | frozenset[str] = NOMASK_LABELS) -> list[str]:
@@ -251,6 +284,7 @@ class _SourceRecorder:
             self._fail(exc)
 
 
+@register_sink("record", RecordOptions)
 class RecordSink(Sink):
     """Continuous segmented recording of every source.
 
@@ -303,6 +337,13 @@ class RecordSink(Sink):
         self._nomask: dict[str, bool] = {}
         self._closed = False
         self.retention()
+
+    @classmethod
+    def from_options(cls, opts: RecordOptions, ctx: SinkContext) -> "RecordSink | None":
+        """The sink for ``sinks.record`` (None when ``dir`` is unset); ``recording`` events go to ``ctx.emit``."""
+        if not opts.dir:
+            return None
+        return cls(opts, list(ctx.source_ids), dict(ctx.fps), dict(ctx.live), ctx.emit)
 
     # -------------------------------------------------------------- called from writer threads
     def report(self, source: str, state: str, message: str) -> None:
@@ -404,4 +445,4 @@ class RecordSink(Sink):
             self.index.close()
 
 
-__all__ = ["RecordSink", "RecordStats", "nomask_labels", "utc_stamp"]
+__all__ = ["RecordOptions", "RecordSink", "RecordStats", "nomask_labels", "utc_stamp"]

@@ -16,15 +16,17 @@ encoder never delays detection.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from stream.errors import UserError
+from stream.errors import UserError, check
+from stream.results import FrameResult
 from stream.sinks.base import Sink
-from stream.sinks.encoder import VideoEncoder, resolve_codec
+from stream.sinks.encoder import CODECS, CONTAINERS, VideoEncoder, resolve_codec
+from stream.sinks.registry import SinkContext, register_sink
 from stream.sinks.writer_thread import WriterThread
-from stream.worker import FrameResult
 
 log = logging.getLogger(__name__)
 MEASURE_FRAMES = 30  # live sources: frames buffered to measure the rate before opening
@@ -99,6 +101,32 @@ class _Writer:
                 enc.close()
 
 
+@dataclass(frozen=True)
+class VideoOptions:
+    """``sinks.output`` / ``sinks.video_fps`` / ``sinks.codec``.
+
+    Attributes:
+        output: annotated video file (.mp4: fragmented MP4, .avi); several sources write
+            ``<stem>-<k>.<ext>`` (k = source position). None: no video.
+        video_fps: fps written to the video; None: the file's fps, or the measured rate for live.
+        codec: codec of ``output``: auto (h264 for .mp4, mjpg for .avi) | h264 | mp4v | mjpg.
+    """
+
+    output: str | None = None
+    video_fps: float | None = None
+    codec: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.output is not None:
+            check(Path(self.output).suffix.lower() in CONTAINERS, "output",
+                  f"must end in {' or '.join(CONTAINERS)}, got {self.output!r}")
+        check(self.video_fps is None or 0 < self.video_fps <= 1000, "video_fps",
+              f"must be in (0, 1000] or null, got {self.video_fps}")
+        codecs = ("auto", *CODECS)
+        check(self.codec in codecs, "codec", f"must be one of {', '.join(codecs)}, got {self.codec!r}")
+
+
+@register_sink("video", VideoOptions, flat=True)
 class VideoSink(Sink):
     """Annotated frames to video files.
 
@@ -135,6 +163,14 @@ class VideoSink(Sink):
             for k, (sid, w) in enumerate(self._writers.items())
         }
         self._closed = False
+
+    @classmethod
+    def from_options(cls, opts: VideoOptions, ctx: SinkContext) -> "VideoSink | None":
+        """The sink for ``sinks.output`` (None when unset)."""
+        if not opts.output:
+            return None
+        fps = {sid: (opts.video_fps or f) for sid, f in ctx.fps.items()}
+        return cls(opts.output, list(ctx.source_ids), fps, codec=opts.codec, live=dict(ctx.live))
 
     def write(self, result: FrameResult, annotated: np.ndarray) -> None:
         th = self._threads.get(result.frame.source_id)
