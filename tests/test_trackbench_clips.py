@@ -157,3 +157,35 @@ def test_real_benchmark_uses_only_the_test_side(shared_data):
                                                           for sp in sh.splices}
     assert len(specs) == 12 and used <= test_files
     assert sum(s.n_frames for s in specs) == 2 * (3 * 150 + 200 + 200 + 40)  # 6 recipes twice
+
+
+def test_scorer_command_end_to_end_on_events_made_from_the_truth(tmp_path, capsys):
+    pytest.importorskip("trackeval", reason="trackeval (the 'bench' extra) is not installed")
+    import json
+
+    from tools.make_trackbench import write_clip
+    from tools.score_trackbench import main as score_main
+
+    images, pixels = synthetic_photos()
+    for f, img in pixels.items():
+        (tmp_path / "data" / f).parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(tmp_path / "data" / f), img)
+    spec = build_specs(images, 6, seed=0, size=(192, 108))[RECIPES.index("pan")]
+    write_clip(spec, tmp_path / "data", tmp_path / "bench")
+    gt = read_gt(tmp_path / "bench" / spec.name)
+    (tmp_path / "bench" / "events").mkdir()
+    with open(tmp_path / "bench" / "events" / f"{spec.name}.jsonl", "w") as fh:
+        for f, box, lab, conf in zip(gt.frame, gt.xyxy, gt.label, gt.conf):
+            if not conf:
+                continue
+            w, h = box[2] - box[0], box[3] - box[1]  # today's events: the crop, 0.15 of the face per side wider
+            crop = [box[0] - 0.15 * w, box[1] - 0.15 * h, box[2] + 0.15 * w, box[3] + 0.15 * h]
+            fh.write(json.dumps({"type": "detection", "source": "clip", "frame_index": int(f) - 1, "label": lab,
+                                 "score": 0.9, "box": crop, "person_id": None, "person_label": None}) + "\n")
+    out = tmp_path / "score.json"
+    assert score_main(["--bench", str(tmp_path / "bench"), "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "baseline: per-frame detections linked by IoU" in text and "tracked" not in json.loads(out.read_text())["rows"]
+    s = json.loads(out.read_text())["rows"]["baseline"]["pooled"]
+    assert s["IDF1"] == pytest.approx(1.0) and s["frame_accuracy"] == 1.0 and s["count_error"] == 0
+    assert score_main(["--bench", str(tmp_path / "nothing")]) == 2

@@ -57,6 +57,8 @@ def run_clip(video: Path, events: Path, extra: list[str], log: Path) -> float:
 
 
 def _fmt(v, nd=3) -> str:
+    if v is None:
+        return "-"
     if isinstance(v, float):
         return "-" if math.isnan(v) else f"{v:.{nd}f}"
     return str(v)
@@ -66,7 +68,8 @@ COLUMNS = [("IDF1", "IDF1"), ("HOTA", "HOTA"), ("MOTA", "MOTA"), ("IDSW", "IDsw"
            ("person_accuracy", "person acc"), ("frame_accuracy", "frame acc"), ("segments", "segs"),
            ("undecided", "undec"), ("missed", "missed"), ("flips_per_track", "flips/trk"),
            ("decision_s_median", "decide s (p50)"), ("decision_s_p90", "p90"), ("gt_people", "people"),
-           ("pred_people", "pred"), ("count_error", "count err")]
+           ("pred_people", "pred"), ("count_error", "count err"),
+           ("appeared_events", "appeared ev")]
 
 
 def table(rows: list[tuple[str, dict]]) -> str:

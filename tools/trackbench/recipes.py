@@ -12,8 +12,9 @@ Six recipes, each used ``n_clips / 6`` times (in this order, cycling):
   when it has one of the other class, else the nearest in size from the same split; 25 fps, 8 s.
 * ``cut``: two photos, 4 s each, each panned slowly; a cut gives new identities (different people);
   25 fps, 8 s.
-* ``lowfps``: 5 fps, 8 s, a fast back-and-forth pan (the whole pan range every 2 s) over a photo with
-  3+ faces: faces move many times their size between frames and boxes do not overlap.
+* ``lowfps``: 5 fps, 8 s, a fast back-and-forth pan (the whole pan range every 1.33 s, i.e. 6.7 frames)
+  over a photo with 3+ faces: a face moves (photo width - window) / 6.7 per frame, more than its own
+  width for most faces, so its boxes in consecutive frames barely or never overlap.
 
 Photos come from one side of ``core.data.splits.voc_split`` (the reported set: ``test``; for choosing
 thresholds: ``train``/``val``), never both. A photo qualifies when it has 1-8 faces, at least one
@@ -188,6 +189,6 @@ def build_specs(
                                   {"cut": "at 4 s; the second photo's faces are new identities"}))
         else:  # lowfps
             im = take(lambda im: _n2(im) >= 3)
-            shots = (Shot(im.file, _faces(im), 8.0, _pan(im, size, rng, 8.0, ww_frac=0.6, sweeps=4)),)
+            shots = (Shot(im.file, _faces(im), 8.0, _pan(im, size, rng, 8.0, ww_frac=0.6, sweeps=6)),)
             specs.append(ClipSpec(name, 5.0, size, shots, recipe))
     return specs

@@ -256,5 +256,6 @@ def summary(s: ClipScore) -> dict:
         "gt_people": s.gt_people,
         "pred_people": s.pred_people,
         "count_error": div(s.count_abs_error, s.gt_people),
+        "appeared_events": s.person_events.get("appeared"),
         "person_events": dict(s.person_events),
     }
