@@ -61,8 +61,10 @@ def faces_overlay(image: np.ndarray, heat: np.ndarray, rects: np.ndarray, faces:
         x1, y1, x2, y2 = (int(round(v)) for v in f["box"])
         cv2.rectangle(out, (x1, y1), (x2 - 1, y2 - 1), color, 2)
         text = f"{k} {f['label']} {f['score']:.2f}"
-        cv2.putText(out, text, (x1, max(12, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 3, cv2.LINE_AA)
-        cv2.putText(out, text, (x1, max(12, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.45, color, 1, cv2.LINE_AA)
+        (tw, _), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)
+        org = (max(0, min(x1, out.shape[1] - tw - 2)), max(12, y1 - 4))  # kept inside the image
+        cv2.putText(out, text, org, cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 3, cv2.LINE_AA)
+        cv2.putText(out, text, org, cv2.FONT_HERSHEY_SIMPLEX, 0.45, color, 1, cv2.LINE_AA)
     return out
 
 
