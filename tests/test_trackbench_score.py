@@ -98,13 +98,22 @@ def test_label_change_followed_is_correct_not_a_flip():
     assert s["changes_per_track"] == 1 and s["flips_per_track"] == 0
 
 
-def test_undecided_and_missed_segments_count_as_wrong():
+def test_undecided_counts_as_wrong_and_missed_is_left_out():
     n = 100
-    gt = gt_of({1: A, 2: B}, n, labels={1: [W] * n, 2: [U] * n})
-    pred = pred_of([(f, A, W, 1, "undecided") for f in range(1, n + 1)])  # 2 is never found
+    C = (300.0, 10.0, 340.0, 50.0)
+    gt = gt_of({1: A, 2: B, 3: C}, n, labels={1: [W] * n, 2: [U] * n, 3: [U] * n})
+    pred = pred_of([(f, A, W, 1, W) for f in range(1, n + 1)]  # 1 decided right
+                   + [(f, B, U, 2, "undecided") for f in range(1, n + 1)])  # 2 never decided; 3 never found
     s = summary(score_clip(gt, pred))
-    assert s["segments"] == 2 and s["undecided"] == 1 and s["missed"] == 1 and s["person_accuracy"] == 0.0
-    assert s["never_decided"] == 1 and math.isnan(s["decision_s_median"])
+    assert s["segments"] == 3 and s["undecided"] == 1 and s["missed"] == 1
+    assert s["person_accuracy"] == pytest.approx(1 / 2)  # correct / (segments - missed)
+    assert s["never_decided"] == 1 and s["decision_s_median"] == 0.0
+
+
+def test_a_clip_without_people_has_undefined_tracking_metrics():
+    gt = GroundTruth.from_rows("empty", 25.0, 5, [])
+    s = summary(score_clip(gt, pred_of([(1, A, W, 1, W)])))
+    assert math.isnan(s["IDF1"]) and math.isnan(s["person_accuracy"]) and s["pred_people"] == 1
 
 
 def test_dont_care_regions_are_neither_hits_nor_false_positives():

@@ -2,8 +2,8 @@
 
 Six recipes, each used ``n_clips / 6`` times (in this order, cycling):
 
-* ``pan``: the window (55% of the widest window that fits) pans across the photo, so faces leave at one
-  edge and enter at the other; 25 fps, 6 s.
+* ``pan``: the window (55% of the widest window that fits, or taller when the faces span more height)
+  pans across the photo, so faces leave at one edge and enter at the other; 25 fps, 6 s.
 * ``zoom``: zoom in on a face from the whole photo to 35% of it, and back out to 80%; 25 fps, 6 s.
 * ``occlusion``: a slow drift while a board (16% of the frame wide, full height) sweeps across the frame
   from 1 s to 5 s; 25 fps, 6 s.
@@ -74,12 +74,16 @@ def _centre(b) -> tuple[float, float]:
 
 
 def _pan(im, size, rng, duration, ww_frac=0.55, sweeps=1):
+    """Keyframes of ``sweeps`` pans from one side to the other; the window is at least as tall as the span of
+    the faces' centres plus one face (so a pan shows every face), and sits at the middle of that span."""
     g = _Frame(im, size)
-    ww = ww_frac * g.wmax
+    ys = [_centre(b.xyxy)[1] for b in im.boxes]
+    span = max(ys) - min(ys) + max(b.xyxy[3] - b.xyxy[1] for b in im.boxes)
+    ww = min(g.wmax, max(ww_frac * g.wmax, span * g.aspect))
     wh = ww / g.aspect
     left, right = ww / 2, g.pw - ww / 2
-    fy = _faces_y(im)
-    cy0, cy1 = (fy + float(rng.uniform(-0.15, 0.15)) * wh for _ in range(2))
+    fy = (max(ys) + min(ys)) / 2
+    cy0, cy1 = (fy + float(rng.uniform(-0.15, 0.15)) * max(0.0, wh - span) for _ in range(2))
     ends = (left, right) if rng.random() < 0.5 else (right, left)
     keys = []
     for k in range(sweeps + 1):

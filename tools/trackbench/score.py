@@ -20,8 +20,10 @@ predictions:
   counted apart (``short``).
 * *person-level decision accuracy*: a segment is **correct** when, at the last frame of the segment in
   which the person is matched, the matched prediction's ``person_label`` (the track's decided label)
-  equals the segment's GT label. Undecided at that frame, or never matched in the segment, counts as
-  wrong (reported apart as ``undecided`` / ``missed``). Accuracy = correct / segments.
+  equals the segment's GT label. Undecided at that frame counts as wrong (also reported as ``undecided``).
+  A segment in which the person is never matched has no decision to judge: it is reported as ``missed``
+  (the detector's recall, which IDF1 and recall measure) and left out. Accuracy = correct / (segments -
+  missed), the same population per-frame accuracy is computed on.
 * *per-frame accuracy*: over the matched evaluated frames of the same eligible people, the share
   whose per-frame ``label`` equals the GT label.
 * *label flips*: for each kept predicted track, in frame order, a change of its decided label
@@ -230,7 +232,7 @@ def summary(s: ClipScore) -> dict:
     def div(a, b):
         return float(a) / b if b else float("nan")
 
-    t = {k: r for k, (_, r) in s.tracking.items()}
+    t = {k: r for k, (_, r) in s.tracking.items()} if s.gt_people else {}  # nothing to track: undefined
     d = np.array(s.decision_s, float)
     return {
         "IDF1": float(t["Identity"]["IDF1"]) if t else float("nan"),
@@ -239,7 +241,7 @@ def summary(s: ClipScore) -> dict:
         "IDSW": int(t["CLEAR"]["IDSW"]) if t else 0,
         "recall": float(t["CLEAR"]["CLR_Re"]) if t else float("nan"),
         "precision": float(t["CLEAR"]["CLR_Pr"]) if t else float("nan"),
-        "person_accuracy": div(s.correct, s.segments),
+        "person_accuracy": div(s.correct, s.segments - s.missed),
         "segments": s.segments,
         "correct": s.correct,
         "undecided": s.undecided,
