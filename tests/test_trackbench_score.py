@@ -184,6 +184,9 @@ def test_read_events_schema(tmp_path):
     assert list(pred.frame) == [1, 2] and list(pred.person_id) == [1, -1] and pred.tracked
     np.testing.assert_allclose(pred.xyxy[0], A)  # 52 px = 40 px * 1.3
     assert pred.person_events == {"appeared": 1} and list(pred.label) == [W, U]
+    evs[2]["person_id"] = "cam-7"  # ids need not be integers
+    p.write_text("\n".join(json.dumps(e) for e in evs) + "\n")
+    assert read_events(p).person_id[0] >= 0
     p.write_text('{"type": "detection", "source": "s"}\n')
     with pytest.raises(ValueError, match="e.jsonl line 1"):
         read_events(p)

@@ -47,11 +47,24 @@ class Predictions:
     def from_lists(cls, frame, xyxy, label, person_id=None, person_label=None, person_events=None) -> "Predictions":
         """Arrays from plain lists (``person_id`` None: untracked)."""
         n = len(frame)
-        pid = [-1] * n if person_id is None else [-1 if v is None else int(v) for v in person_id]
+        pid = [-1] * n if person_id is None else _int_ids(person_id)
         return cls(np.asarray(frame, np.int64).reshape(n), np.asarray(xyxy, np.float64).reshape(n, 4),
                    np.array(list(label), dtype=object).reshape(n), np.asarray(pid, np.int64).reshape(n),
                    np.array([None] * n if person_label is None else list(person_label), dtype=object).reshape(n),
                    dict(person_events or {}))
+
+
+def _int_ids(ids) -> list[int]:
+    """Person ids as ints >= 0 (-1 for None); ids that are not integers (e.g. strings) are numbered in order."""
+    out, names = [], {}
+    for v in ids:
+        if v is None:
+            out.append(-1)
+        elif isinstance(v, (int, np.integer)) and v >= 0:
+            out.append(int(v))
+        else:
+            out.append(names.setdefault(v, 10**9 + len(names)))
+    return out
 
 
 def shrink(xyxy: np.ndarray, margin: float) -> np.ndarray:
