@@ -43,7 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from core.detect import DEFAULT, DETECTORS
 
     p.add_argument("--detector", choices=list(DETECTORS), default=None,
-                   help=f"face detector for --mode faces (default: {DEFAULT}, as maskstream run)")
+                   help=f"face detector for --mode faces (default: {DEFAULT}, as maskstream run)%(default).0s")
 
 
 def parse_threshold(text: str):
