@@ -93,3 +93,40 @@ def test_no_face_gives_an_empty_list_and_an_overlay(tmp_path, capsys):
     assert main(["explain", str(p), "--mode", "faces", "--json", "--out", str(tmp_path / "o")]) == 0
     (rec,) = json.loads(capsys.readouterr().out)
     assert rec["faces"] == [] and (cv2.imread(rec["overlay"]) == 128).all()
+
+
+def test_model_method_haycam_hr_per_face_with_the_calibrated_variant(pair, tmp_path, capsys):
+    """haycam+hr in faces mode: the checkpoint's calibrated options reach every crop; the saved map is the
+    method's own map of each crop (core.explain with those options), pasted back at the crop's place."""
+    from core import explain
+    from core.checkpoint import load_checkpoint
+    from core.frame_boxes import paste_maps
+    from core.localization import stored_threshold
+    from core.preprocess import images_to_input
+
+    path, img = pair
+    out = tmp_path / "hr"
+    assert main(["explain", str(path), "--mode", "faces", "--method", "haycam+hr", "--save-maps", "--json",
+                 "--out", str(out)]) == 0
+    (rec,) = json.loads(capsys.readouterr().out)
+    ckpt = load_checkpoint()
+    stored = stored_threshold(ckpt.thresholds, "haycam+hr", str(ckpt.path))
+    assert rec["method"] == "haycam+hr" and rec["options"] == dict(stored.options)
+    assert rec["options"]["variant"] == "shift" and rec["overlay"].endswith("_haycamplushr_faces.png")
+    assert len(rec["faces"]) == 2
+    rects = np.array([f["crop"] for f in rec["faces"]])
+    crops = [img[y1:y2, x1:x2] for x1, y1, x2, y2 in rects]
+    ref = explain(ckpt.model.eval(), images_to_input(crops, ckpt.meta), "haycam+hr", options=dict(stored.options),
+                  threshold=stored.threshold)
+    want = paste_maps(img.shape[:2], ref.maps.numpy(), rects, dtype=np.float32)
+    got = np.load(rec["maps"][0])
+    assert got.shape == img.shape[:2] and np.abs(got - want).max() < 1e-4
+    for f, boxes in zip(rec["faces"], ref.boxes):
+        assert len(f["map_boxes"]) == len(boxes) > 0
+
+
+def test_unknown_method_is_refused_in_faces_mode(pair, tmp_path, capsys):
+    path, _ = pair
+    assert main(["explain", str(path), "--mode", "faces", "--method", "nope", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "maskstream: error:" in err and "nope" in err and "haycam+hr" in err

@@ -7,7 +7,7 @@ classified and explained in one forward, each crop's map pasted back at its plac
 
 JSON (one record per image)::
 
-    {"image", "mode": "faces", "detector", "method", "threshold", "overlay",
+    {"image", "mode": "faces", "detector", "method", "threshold", "overlay", "options" (model methods only),
      "faces": [{"box": [x1, y1, x2, y2],          # the detector's face box, image pixels
                 "detector_score", "crop": [x1, y1, x2, y2],   # what the classifier saw
                 "label", "score", "probs": {class: p}, "explained_class",
@@ -69,8 +69,12 @@ def faces_overlay(image: np.ndarray, heat: np.ndarray, rects: np.ndarray, faces:
 
 
 def explain_faces(args: argparse.Namespace, images: list[np.ndarray], ckpt, model, spec, target,
-                  out_dir: Path) -> list[dict]:
-    """Detect, classify and explain every face of every image; write the overlays; return the JSON records."""
+                  out_dir: Path, options: dict | None = None) -> list[dict]:
+    """Detect, classify and explain every face of every image; write the overlays; return the JSON records.
+
+    Every ``--method`` of frame mode works here: the crops are ordinary model inputs, so a model method
+    (``haycam+hr``) runs on them with the same calibrated ``options`` (its variant) as on a whole image.
+    """
     from core import explain
     from core.frame_boxes import crop_boxes_to_frame, crop_rects, paste_maps
     from core.localization import threshold_to_dict
@@ -91,7 +95,11 @@ def explain_faces(args: argparse.Namespace, images: list[np.ndarray], ckpt, mode
     res = None
     if crops:
         device = next(model.parameters()).device
-        res = explain(model, images_to_input(crops, meta, device), args.method, target, threshold=spec)
+        try:
+            res = explain(model, images_to_input(crops, meta, device), args.method, target, threshold=spec,
+                          options=options)
+        except ValueError as exc:  # e.g. stored options this model cannot take
+            raise UserError(f"--method {args.method}: {exc}") from None
         probs = res.probs.cpu().numpy()
         maps = res.maps.cpu().numpy()
         raws = res.raw_maps.cpu().numpy()
@@ -139,6 +147,8 @@ def explain_faces(args: argparse.Namespace, images: list[np.ndarray], ckpt, mode
         cv2.imwrite(str(png), faces_overlay(img, heat, rects, faces))
         rec = {"image": str(path), "mode": "faces", "detector": args.detector or _default_detector(),
                "method": args.method, "threshold": threshold_to_dict(spec), "faces": faces, "overlay": str(png)}
+        if options:
+            rec["options"] = options
         if args.save_maps:
             np.save(out_dir / f"{stem}_{safe_method}_faces_map.npy", heat)
             rec["maps"] = [str(out_dir / f"{stem}_{safe_method}_faces_map.npy")]
