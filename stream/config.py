@@ -21,8 +21,10 @@ from typing import Any, Mapping
 
 import yaml
 
+from stream.alerts.options import AlertsOptions
 from stream.errors import UserError
 from stream.sources.options import SourceOptions
+from stream.web.options import MetricsOptions, WebOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = ROOT / "configs"
@@ -313,6 +315,9 @@ class Config:
     overlay: OverlayConfig = field(default_factory=OverlayConfig)
     sinks: SinksConfig = field(default_factory=SinksConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    web: WebOptions = field(default_factory=WebOptions)
+    metrics: MetricsOptions = field(default_factory=MetricsOptions)
+    alerts: AlertsOptions = field(default_factory=AlertsOptions)
 
 
 # ---------------------------------------------------------------- building from dicts

@@ -294,8 +294,10 @@ def create_detector(name: str | None) -> Any:
         raise UserError(f"worker.detector {name!r}: {exc}") from None
 
 
-def build_sinks(cfg: Config, source_ids: list[str], fps: dict[str, float | None]) -> list:
-    """Sinks for ``cfg.sinks`` (video, events, snapshots), not entered yet."""
+def build_sinks(
+    cfg: Config, source_ids: list[str], fps: dict[str, float | None], sources: Sequence[Any] | None = None
+) -> list:
+    """Sinks for ``cfg.sinks`` (video, events, snapshots) and the headless ones (metrics, alerts, web), not entered."""
     sc = cfg.sinks
     sinks: list = []
     if sc.output:
@@ -304,7 +306,34 @@ def build_sinks(cfg: Config, source_ids: list[str], fps: dict[str, float | None]
         sinks.append(EventsSink(sc.events))
     if sc.snapshots:
         sinks.append(SnapshotSink(sc.snapshots, sc.snapshot_labels, sc.snapshot_interval_s))
+    sinks.extend(build_headless_sinks(cfg, source_ids, sources))
     return sinks
+
+
+def build_headless_sinks(cfg: Config, source_ids: list[str], sources: Sequence[Any] | None = None) -> list:
+    """Metrics (``metrics:``), alerts (``alerts:``) and the web view (``web:``), sharing one metrics registry."""
+    out: list = []
+    registry = None
+    if cfg.metrics.enabled and (cfg.web.enabled or cfg.metrics.textfile):
+        from stream.sinks.metrics import MetricsSink
+
+        m = MetricsSink(cfg.metrics, source_ids, sources=sources)
+        registry = m.registry
+        out.append(m)
+    if cfg.alerts.enabled:
+        from stream.sinks.alerts import AlertSink
+
+        out.append(AlertSink(cfg.alerts, registry=registry))
+    if cfg.web.enabled:
+        from stream.sinks.web import WebSink
+        from stream.web.auth import load_token
+
+        token = load_token(cfg.web.token_file)
+        if token is None and cfg.web.allow_remote:
+            log.warning("web: serving other machines without a token (set MASKSTREAM_TOKEN or web.token_file)")
+        out.append(WebSink(cfg.web, source_ids, registry=registry, token=token, alert_labels=cfg.alerts.labels,
+                           fallback_frames=cfg.alerts.fallback_frames, snapshot_margin=cfg.alerts.snapshot_margin))
+    return out
 
 
 def build_pipeline(
@@ -345,7 +374,7 @@ def build_pipeline(
     pipe = Pipeline(
         sources,
         processor.process,
-        sinks=build_sinks(cfg, ids, fps),
+        sinks=build_sinks(cfg, ids, fps, sources),
         display=Display(cfg.sinks.display),
         batch_size=cfg.worker.batch_size,
         batch_timeout_s=cfg.worker.batch_timeout_ms / 1000.0,

@@ -42,5 +42,9 @@ class Sink:
     def skip(self, item: SkippedFrame) -> None:
         """A frame the worker could not use."""
 
+    def person(self, event: dict) -> None:
+        """A per-person event from the tracker: ``{"type": "person", "event": "appeared" | "decided" |
+        "changed" | "left", "source", "person_id", "frame_index", "time", "label", ...}``."""
+
     def close(self) -> None:
         """Flush and close (idempotent)."""
