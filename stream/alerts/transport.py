@@ -7,7 +7,6 @@ from __future__ import annotations
 import collections
 import logging
 import threading
-import time
 from typing import Any
 
 log = logging.getLogger(__name__)
