@@ -14,7 +14,6 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 from stream.alerts.options import MqttOptions
 from stream.errors import UserError
@@ -61,10 +60,15 @@ class MqttTransport:
         c.max_queued_messages_set(options.queue_size)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
+        c.on_publish = self._on_publish
         self._mqtt = mqtt
         self.client = c
+        # acknowledgements: a lock of its own, never held while calling paho (paho calls on_publish
+        # while holding its own message lock, which publish() also takes)
         self._lock = threading.Lock()
-        self._infos: list[Any] = []
+        self._pending: set[int] = set()
+        self._acked_early: set[int] = set()
+        self._sent = 0
         self.connected = threading.Event()
         self.connects = 0
         self.submitted = self.dropped = self.failed = self.undelivered = 0
@@ -90,6 +94,16 @@ class MqttTransport:
             log.warning("mqtt: lost the broker %s:%d (%s); reconnecting", self.options.host, self.options.port,
                         reason_code)
 
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:  # noqa: ARG002
+        with self._lock:
+            if mid in self._pending:
+                self._pending.discard(mid)
+                self._sent += 1
+            else:  # acknowledged before publish() returned to us (or a status message)
+                self._acked_early.add(mid)
+                if len(self._acked_early) > 10_000:
+                    self._acked_early.clear()
+
     def start(self) -> None:
         self.client.connect_async(self.options.host, self.options.port, keepalive=self.options.keepalive_s)
         self.client.loop_start()
@@ -104,9 +118,11 @@ class MqttTransport:
                 self.dropped += 1
                 return False
             self.submitted += 1
-            self._infos.append(info)
-            if len(self._infos) > 4096:  # forget what was acknowledged
-                self._infos = [i for i in self._infos if not i.is_published()]
+            if info.mid in self._acked_early:
+                self._acked_early.discard(info.mid)
+                self._sent += 1
+            else:
+                self._pending.add(info.mid)
         return True
 
     def submit(self, msg: tuple[dict, bytes | None]) -> bool:
@@ -120,12 +136,12 @@ class MqttTransport:
     @property
     def sent(self) -> int:
         with self._lock:
-            return self.submitted - sum(1 for i in self._infos if not i.is_published())
+            return self._sent
 
     @property
     def pending(self) -> int:
         with self._lock:
-            return sum(1 for i in self._infos if not i.is_published())
+            return len(self._pending)
 
     def close(self, flush_s: float) -> int:
         """Wait up to ``flush_s`` for every queued message to be acknowledged, say ``offline`` (retained),
