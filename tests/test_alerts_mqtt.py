@@ -141,3 +141,52 @@ def test_last_will_fires_when_run_is_killed(tmp_path):
             stop_run(proc, signal.SIGKILL)
         sub.close()
         broker.stop()
+
+
+@pytest.mark.slow
+def test_clip_alerts_arrive_exactly_once(tmp_path):
+    """A whole clip through ``maskstream run``: the alerts the events file implies arrive once each.
+
+    Without a tracker in the run, the alerts are the frame-level fallback (``alerts.fallback_frames``
+    consecutive no-mask frames); the expected set is recomputed here from the events file with the
+    same rule. Once person events flow, the person alerts take this path (see the tests above)."""
+    from stream.alerts.rules import AlertRules
+
+    broker = Broker(tmp_path).start()
+    sub = Subscriber(broker.port, client_id="clip-watcher")
+    ckpt = save_seeded_checkpoint(tmp_path / "m.pt", input_size=64)
+    sample = Path(__file__).resolve().parents[1] / "core" / "assets" / "samples" / "sample.mp4"
+    cfg = tmp_path / "mqtt.yaml"
+    cfg.write_text(f"alerts:\n  fallback_frames: 3\n  limits:\n    max_alerts: 0\n  mqtt:\n    host: 127.0.0.1\n"
+                   f"    port: {broker.port}\n    client_id: maskstream-clip\n")
+    proc = None
+    try:
+        proc, _url = start_run(["--checkpoint", str(ckpt), "--source", str(sample), "--config", str(cfg),
+                                "--events", "out/ev.jsonl"], tmp_path)
+        proc.wait(150)
+        code, _, err = stop_run(proc)
+        assert code == 0, err
+        rules = AlertRules(frozenset({"without_mask"}), fallback_frames=3, source_down_s=0)
+        expected, frame, labels = [], None, set()
+        lines = [json.loads(x) for x in (tmp_path / "out/ev.jsonl").read_text().splitlines()]
+        for e in lines + [{"type": "frame", "source": "", "frame_index": -1, "label": None}]:
+            if e["type"] == "frame":
+                if frame is not None:
+                    a = rules.on_frame(frame["source"], frame["frame_index"], 0.0, labels)
+                    if a:
+                        expected.append(a["id"])
+                frame, labels = e, ({e["label"]} if e["label"] else set())
+            elif e["type"] == "detection":
+                labels.add(e["label"])
+        assert expected, "the clip should hold at least one run of no-mask frames"
+        assert sub.wait_for(lambda: len(_ids(sub)) >= len(expected), 15)
+        time.sleep(0.5)
+        assert sorted(_ids(sub)) == sorted(expected)  # each exactly once, none missing, none extra
+        assert sub.on("maskstream/status")[-1][1] == b"offline"  # a clean exit says goodbye
+        snaps = sub.on("/snapshot")
+        assert snaps and snaps[-1][1][:2] == b"\xff\xd8" and snaps[-1][2] is False  # live delivery
+    finally:
+        if proc is not None and proc.poll() is None:
+            stop_run(proc, signal.SIGKILL)
+        sub.close()
+        broker.stop()
