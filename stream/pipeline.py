@@ -314,6 +314,8 @@ def build_headless_sinks(cfg: Config, source_ids: list[str], sources: Sequence[A
     """Metrics (``metrics:``), alerts (``alerts:``) and the web view (``web:``), sharing one metrics registry."""
     out: list = []
     registry = None
+    if cfg.web.enabled or cfg.alerts.enabled or cfg.metrics.textfile:
+        _need_serve_extra(cfg)
     if cfg.metrics.enabled and (cfg.web.enabled or cfg.metrics.textfile):
         from stream.sinks.metrics import MetricsSink
 
@@ -334,6 +336,22 @@ def build_headless_sinks(cfg: Config, source_ids: list[str], sources: Sequence[A
         out.append(WebSink(cfg.web, source_ids, registry=registry, token=token, alert_labels=cfg.alerts.labels,
                            fallback_frames=cfg.alerts.fallback_frames, snapshot_margin=cfg.alerts.snapshot_margin))
     return out
+
+
+def _need_serve_extra(cfg: Config) -> None:
+    """A clear error when a package of the ``serve`` extra is missing."""
+    import importlib.util
+
+    need = {"prometheus_client": "prometheus-client"}
+    if cfg.web.enabled:
+        need.update(starlette="starlette", uvicorn="uvicorn")
+    if cfg.alerts.webhook.url:
+        need["httpx"] = "httpx"
+    if cfg.alerts.mqtt.host:
+        need["paho"] = "paho-mqtt"
+    missing = [pkg for mod, pkg in need.items() if importlib.util.find_spec(mod) is None]
+    if missing:
+        raise UserError(f"the web view / metrics / alerts need {', '.join(missing)}: pip install 'maskstream[serve]'")
 
 
 def build_pipeline(

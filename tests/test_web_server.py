@@ -228,3 +228,31 @@ def test_stalled_viewer_never_slows_the_pipeline_and_is_closed_at_shutdown():
         t0 = time.monotonic()
     assert time.monotonic() - t0 < 8.0  # shutdown is bounded even with a stalled viewer
     stalled.close()
+
+
+def test_shutdown_ends_open_viewers():
+    import threading
+
+    m, w = _web()
+    done = threading.Event()
+    w.__enter__()
+    key = w.live.view("cam").key
+    _feed([w], "cam", 3)
+
+    def view():
+        try:
+            with httpx.Client(base_url=w.url, timeout=20).stream("GET", f"/sources/{key}.mjpg") as r:
+                for _ in r.iter_bytes():
+                    pass
+        except httpx.HTTPError:
+            pass
+        done.set()
+
+    t = threading.Thread(target=view, daemon=True)
+    t.start()
+    time.sleep(0.5)
+    assert w.live.slots[key].viewers == 1
+    t0 = time.monotonic()
+    w.close()
+    assert done.wait(5) and time.monotonic() - t0 < 5  # the stream ended: the viewer keeps its last frame
+    assert w.live.slots[key].viewers == 0
