@@ -117,3 +117,19 @@ def test_password_never_appears_anywhere(tmp_path, ckpt):
     for t in texts:
         assert b"hunter2" not in t and b"s3cr3t" not in t
     assert "alerts: raised" in err  # the alert report at shutdown, with the webhook URL redacted
+
+
+@pytest.mark.parametrize("serve, message", [
+    ("0.0.0.0:0", "web.host 0.0.0.0 is not a loopback address"),
+    ("abc", "--serve 'abc': expected [HOST:]PORT"),
+])
+def test_cli_refuses_a_remote_bind_unless_asked(tmp_path, serve, message):
+    import subprocess
+
+    from tests._headless import run_env
+
+    proc = subprocess.run([sys.executable, "-m", "stream.cli.main", "run", "--no-display", "--serve", serve],
+                          cwd=tmp_path, env=run_env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith("maskstream: error: ")
+    assert message in proc.stderr and "Traceback" not in proc.stderr
