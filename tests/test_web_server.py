@@ -256,3 +256,51 @@ def test_shutdown_ends_open_viewers():
     w.close()
     assert done.wait(5) and time.monotonic() - t0 < 5  # the stream ended: the viewer keeps its last frame
     assert w.live.slots[key].viewers == 0
+
+
+def test_people_in_view_decided_labels_and_people_metrics():
+    """With the new result type (stream.results) and tracker output: people in view on the page and the
+    API, counts per decided label, and the people metrics, with snapshot cut around the person's box."""
+    import cv2
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from stream.results import Detection as Det
+    from stream.results import Detections
+    from stream.results import FrameResult as Result
+
+    sid = "lobby"
+    m, w = _web(sid=sid)
+    img = np.zeros((120, 160, 3), np.uint8)
+    img[20:60, 100:140] = (0, 0, 255)  # person 2's box region, red
+    with m, w:
+        people = [{"person_id": 1, "label": "with_mask", "box": (10, 10, 50, 60), "confidence": 0.8},
+                  {"person_id": 2, "label": "without_mask", "box": (100, 20, 140, 60), "confidence": 0.9}]
+        dets = Detections.from_list([Det((10, 10, 50, 60), "with_mask", 0, 0.8),
+                                     Det((100, 20, 140, 60), "without_mask", 1, 0.9)], ("with_mask", "without_mask"))
+        r = Result(make_frame(sid, 5, h=120, w=160), None, None, None, dets, None, extra={"people": people})
+        for s in (m, w):
+            s.write(r, img)
+        for ev in ({"event": "decided", "person_id": 1, "label": "with_mask"},
+                   {"event": "decided", "person_id": 2, "label": "without_mask"},
+                   {"event": "decided", "person_id": 3, "label": "without_mask"},
+                   {"event": "left", "person_id": 3, "label": "without_mask"}):
+            full = {"type": "person", "source": sid, "frame_index": 5, "time": time.time(), "confidence": 0.9,
+                    "frames_seen": 7, "snapshot": None, **ev}
+            m.person(full)
+            w.person(full)
+        c = httpx.Client(base_url=w.url, timeout=5)
+        ppl = c.get("/api/people").json()
+        assert [p["person_id"] for p in ppl["in_view"][sid]] == [1, 2]
+        assert ppl["counts"] == {"with_mask": 1, "without_mask": 2}
+        st = c.get("/api/status").json()
+        assert st["sources"][0]["people_in_view"][1]["label"] == "without_mask"
+        snaps = st["snapshots"]
+        assert [s["person_id"] for s in snaps] == [3, 2]  # newest first
+        crop = cv2.imdecode(np.frombuffer(c.get(snaps[1]["url"]).content, np.uint8), cv2.IMREAD_COLOR)
+        assert crop.shape[:2] == (60, 60)  # 40x40 box + 25% per side, clipped at the frame's right edge
+        assert crop[15:45, 10:40, 2].mean() > 200 and crop[15:45, 10:40, :2].mean() < 40  # the person's box
+        fams = {(s.name, tuple(sorted(s.labels.items()))): s.value
+                for f in text_string_to_metric_families(c.get("/metrics").text) for s in f.samples}
+        assert fams[("maskstream_people_without_mask", (("source", sid),))] == 1  # 2 in view; 3 left
+        assert fams[("maskstream_people_total", (("label", "without_mask"), ("source", sid)))] == 2
+        assert fams[("maskstream_people_total", (("label", "with_mask"), ("source", sid)))] == 1
