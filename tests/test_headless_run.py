@@ -110,6 +110,7 @@ def test_password_never_appears_anywhere(tmp_path, ckpt):
             bodies[ep] = r.content
         assert b"admin:***@127.0.0.1" in bodies["/api/status"]
         assert b"reconnecting" in bodies["/api/status"]
+        assert b'"kind":"source_down"' in bodies["/api/events?since=0"]  # the alert is on the page's log too
     finally:
         code, out, err = stop_run(proc, signal.SIGINT)
     assert code == 130

@@ -27,10 +27,12 @@ def build_headless_sinks(cfg: Config, source_ids: list[str], sources: Sequence[A
         m = MetricsSink(cfg.metrics, source_ids, sources=sources)
         registry = m.registry
         out.append(m)
+    alerts = None
     if cfg.alerts.enabled:
         from stream.sinks.alerts import AlertSink
 
-        out.append(AlertSink(cfg.alerts, registry=registry))
+        alerts = AlertSink(cfg.alerts, registry=registry)
+        out.append(alerts)
     if cfg.web.enabled:
         from stream.sinks.web import WebSink
         from stream.web.auth import load_token
@@ -38,8 +40,11 @@ def build_headless_sinks(cfg: Config, source_ids: list[str], sources: Sequence[A
         token = load_token(cfg.web.token_file)
         if token is None and cfg.web.allow_remote:
             log.warning("web: serving other machines without a token (set MASKSTREAM_TOKEN or web.token_file)")
-        out.append(WebSink(cfg.web, source_ids, registry=registry, token=token, alert_labels=cfg.alerts.labels,
-                           fallback_frames=cfg.alerts.fallback_frames, snapshot_margin=cfg.alerts.snapshot_margin))
+        web = WebSink(cfg.web, source_ids, registry=registry, token=token, alert_labels=cfg.alerts.labels,
+                      fallback_frames=cfg.alerts.fallback_frames, snapshot_margin=cfg.alerts.snapshot_margin)
+        out.append(web)
+        if alerts is not None:  # the page's event log shows source down/up alerts (no-mask ones it finds itself)
+            alerts.on_alert = lambda a: web.live.add_event(a) if a["kind"].startswith("source_") else None
     return out
 
 
