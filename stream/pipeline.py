@@ -16,7 +16,7 @@ import queue
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -28,9 +28,10 @@ from stream.errors import UserError
 from stream.frames import FrameSource, SourceEvent
 from stream.overlay import HeatmapAnnotator, annotate, build_annotators
 from stream.redact import redact_text
-from stream.sinks import EventsSink, SnapshotSink, VideoSink
+from stream.results import Done, FrameResult, SkippedFrame
+from stream.sinks import SINKS, SinkContext
 from stream.summary import RunSummary
-from stream.worker import BatchWorker, Done, FrameResult, Processor, SkippedFrame, create_backend
+from stream.worker import BatchWorker, Processor, create_backend
 
 log = logging.getLogger(__name__)
 
@@ -295,21 +296,30 @@ def create_detector(name: str | None) -> Any:
 
 
 def build_sinks(
-    cfg: Config, source_ids: list[str], fps: dict[str, float | None], sources: Sequence[Any] | None = None
+    cfg: Config,
+    source_ids: list[str],
+    fps: dict[str, float | None],
+    class_names: Sequence[str] = (),
+    sources: Sequence[Any] = (),
 ) -> list:
-    """Sinks for ``cfg.sinks`` (video, events, snapshots) and the headless ones (metrics, alerts, web), not entered."""
-    sc = cfg.sinks
-    sinks: list = []
-    if sc.output:
-        sinks.append(VideoSink(sc.output, source_ids, {sid: (sc.video_fps or f) for sid, f in fps.items()}))
-    if sc.events:
-        sinks.append(EventsSink(sc.events))
-    if sc.snapshots:
-        sinks.append(SnapshotSink(sc.snapshots, sc.snapshot_labels, sc.snapshot_interval_s))
-    from stream.sinks.headless import build_headless_sinks
+    """The configured sinks (every registered type in ``stream.sinks.SINKS`` that is on), not entered yet.
 
-    sinks.extend(build_headless_sinks(cfg, source_ids, sources))
-    return sinks
+    Built in ``SINK_MODULES`` order; each type's ``from_options`` sees the sinks built before it
+    (``SinkContext.earlier``) and every type's options (``SinkContext.options_of``).
+    """
+    ctx = SinkContext(
+        list(source_ids),
+        dict(fps),
+        tuple(class_names),
+        sources=tuple(sources),
+        sink_options={t.name: cfg.sinks.options(t.name) for t in SINKS.values()},
+    )
+    built: list = []
+    for t in SINKS.values():
+        sink = t.build(ctx.options_of(t.name), replace(ctx, earlier=tuple(built)))
+        if sink is not None:
+            built.append(sink)
+    return built
 
 
 def build_pipeline(
@@ -350,7 +360,7 @@ def build_pipeline(
     pipe = Pipeline(
         sources,
         processor.process,
-        sinks=build_sinks(cfg, ids, fps, sources),
+        sinks=build_sinks(cfg, ids, fps, summary_names, sources),
         display=Display(cfg.sinks.display),
         batch_size=cfg.worker.batch_size,
         batch_timeout_s=cfg.worker.batch_timeout_ms / 1000.0,

@@ -125,8 +125,8 @@ def test_last_will_fires_when_run_is_killed(tmp_path):
     ckpt = save_seeded_checkpoint(tmp_path / "m.pt", input_size=64)
     clip = write_video(tmp_path / "clip.avi", n=30)
     cfg = tmp_path / "mqtt.yaml"
-    cfg.write_text(f"alerts:\n  mqtt:\n    host: 127.0.0.1\n    port: {broker.port}\n    keepalive_s: 5\n"
-                   f"    client_id: maskstream-will\n")
+    cfg.write_text(f"sinks:\n  alerts:\n    mqtt:\n      host: 127.0.0.1\n      port: {broker.port}\n      keepalive_s: 5\n"
+                   f"      client_id: maskstream-will\n")
     proc = None
     try:
         proc, _url = start_run(["--checkpoint", str(ckpt), "--source", str(clip), "--loop", "--config", str(cfg)],
@@ -157,8 +157,8 @@ def test_clip_alerts_arrive_exactly_once(tmp_path):
     ckpt = save_seeded_checkpoint(tmp_path / "m.pt", input_size=64)
     sample = Path(__file__).resolve().parents[1] / "core" / "assets" / "samples" / "sample.mp4"
     cfg = tmp_path / "mqtt.yaml"
-    cfg.write_text(f"alerts:\n  fallback_frames: 3\n  limits:\n    max_alerts: 0\n  mqtt:\n    host: 127.0.0.1\n"
-                   f"    port: {broker.port}\n    client_id: maskstream-clip\n")
+    cfg.write_text(f"sinks:\n  alerts:\n    fallback_frames: 3\n    limits:\n      max_alerts: 0\n    mqtt:\n"
+                   f"      host: 127.0.0.1\n      port: {broker.port}\n      client_id: maskstream-clip\n")
     proc = None
     try:
         proc, _url = start_run(["--checkpoint", str(ckpt), "--source", str(sample), "--config", str(cfg),

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from stream.alerts.options import AlertsOptions, SourceLimits, WebhookOptions
+from stream.results import Detection, FrameResult
 from stream.sinks.alerts import AlertSink
-from stream.worker import Detection, FrameResult
 from tests._stream_fakes import make_frame
 
 pytestmark = pytest.mark.timeout(90)

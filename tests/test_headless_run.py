@@ -41,7 +41,7 @@ def _value(fams, name, **labels):
 def test_metrics_parse_and_agree_with_the_summary(tmp_path, ckpt):
     clip = write_video(tmp_path / "clip.avi", n=60)
     cfg = tmp_path / "c.yaml"
-    cfg.write_text("sources:\n  fps: 30\nmetrics:\n  textfile: out/metrics.prom\n")
+    cfg.write_text("sources:\n  fps: 30\nsinks:\n  metrics:\n    textfile: out/metrics.prom\n")
     proc, url = start_run(["--checkpoint", str(ckpt), "--source", str(clip), "--config", str(cfg),
                            "--json-summary", "out/summary.json", "--events", "out/ev.jsonl"], tmp_path)
     live = None
@@ -84,9 +84,9 @@ def test_password_never_appears_anywhere(tmp_path, ckpt):
     clip = write_video(tmp_path / "clip.avi", n=20)
     cfg = tmp_path / "c.yaml"
     cfg.write_text("sources:\n  open_timeout: 1.0\n  reconnect_initial: 0.2\n  reconnect_max: 0.5\n  loop: true\n"
-                   "  fps: 20\nalerts:\n  source_down_s: 0.5\n  webhook:\n"
-                   f"    url: http://127.0.0.1:{free_port()}/hook?token=hook-s3cr3t\n    timeout_s: 0.5\n"
-                   "  flush_s: 1.0\n")
+                   "  fps: 20\nsinks:\n  alerts:\n    source_down_s: 0.5\n    webhook:\n"
+                   f"      url: http://127.0.0.1:{free_port()}/hook?token=hook-s3cr3t\n      timeout_s: 0.5\n"
+                   "    flush_s: 1.0\n")
     proc, url = start_run(["--checkpoint", str(ckpt), "--source", secret, "--source", str(clip), "--config",
                            str(cfg), "--events", "out/ev.jsonl", "-o", "out/a.avi"], tmp_path)
     bodies = {}

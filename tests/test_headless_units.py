@@ -22,32 +22,35 @@ from stream.web.state import LiveState, source_key
 
 
 @pytest.mark.parametrize(
-    "overrides, message",
+    "section, options, message",
     [
-        ({"web": {"enabled": True, "host": "0.0.0.0"}}, "web.host 0.0.0.0 is not a loopback address"),
-        ({"web": {"port": 70000}}, "web.port must be an int in [0, 65535]"),
-        ({"web": {"mjpeg_fps": 0}}, "web.mjpeg_fps must be in (0, 120]"),
-        ({"metrics": {"latency_buckets": [1, 0.5]}}, "metrics.latency_buckets must be a non-empty increasing"),
-        ({"alerts": {"limits": {"quiet_hours": ["22:00-6:00"]}}}, "alerts.limits.quiet_hours[0] must be 'HH:MM-HH:MM'"),
-        ({"alerts": {"sources": {"cam": {"max_alertz": 1}}}}, "alerts.sources.cam.max_alertz is not a known key"),
-        ({"alerts": {"webhook": {"url": "ftp://x"}}}, "alerts.webhook.url must be an http:// or https:// URL"),
-        ({"alerts": {"mqtt": {"topic_prefix": "a/#"}}}, "alerts.mqtt.topic_prefix must be letters"),
-        ({"alerts": {"webhook": {"queue_size": 0}}}, "alerts.webhook.queue_size must be an int in [1, 100000]"),
+        ("web", {"enabled": True, "host": "0.0.0.0"}, "web.host 0.0.0.0 is not a loopback address"),
+        ("web", {"port": 70000}, "web.port must be an int in [0, 65535]"),
+        ("web", {"mjpeg_fps": 0}, "web.mjpeg_fps must be in (0, 120]"),
+        ("web", {"mjpeg_fpz": 1}, "web.mjpeg_fpz is not a known key (did you mean sinks.web.mjpeg_fps?)"),
+        ("metrics", {"latency_buckets": [1, 0.5]}, "metrics.latency_buckets must be a non-empty increasing"),
+        ("alerts", {"limits": {"quiet_hours": ["22:00-6:00"]}}, "alerts.limits.quiet_hours[0] must be 'HH:MM-HH:MM'"),
+        ("alerts", {"sources": {"cam": {"max_alertz": 1}}}, "alerts.sources.cam.max_alertz is not a known key"),
+        ("alerts", {"webhook": {"url": "ftp://x"}}, "alerts.webhook.url must be an http:// or https:// URL"),
+        ("alerts", {"mqtt": {"topic_prefix": "a/#"}}, "alerts.mqtt.topic_prefix must be letters"),
+        ("alerts", {"webhook": {"queue_size": 0}}, "alerts.webhook.queue_size must be an int in [1, 100000]"),
     ],
 )
-def test_config_errors_name_the_key(overrides, message):
+def test_config_errors_name_the_key(section, options, message):
+    """The sinks' sections are built from their options (the sink registry): strict, the dotted key named."""
     with pytest.raises(UserError) as ei:
-        load_config(None, overrides)
-    assert message in str(ei.value)
+        load_config(None, {"sinks": {section: options}})
+    assert f"command line: sinks.{message}" in str(ei.value)
 
 
 def test_config_accepts_remote_bind_only_when_asked():
-    cfg = load_config(None, {"web": {"enabled": True, "host": "0.0.0.0", "allow_remote": True}})
-    assert cfg.web.host == "0.0.0.0" and cfg.web.allow_remote
-    cfg = load_config(None, {"alerts": {"sources": {"lobby": {"max_alerts": 2, "quiet_hours": ["22:00-06:00"]}}}})
-    assert cfg.alerts.limits_for("lobby").max_alerts == 2
-    assert cfg.alerts.limits_for("other").max_alerts == 10
-    assert not cfg.alerts.enabled and not cfg.web.enabled
+    cfg = load_config(None, {"sinks": {"web": {"enabled": True, "host": "0.0.0.0", "allow_remote": True}}})
+    assert cfg.sinks.web.host == "0.0.0.0" and cfg.sinks.web.allow_remote
+    cfg = load_config(None, {"sinks": {"alerts": {"sources": {"lobby": {"max_alerts": 2,
+                                                                        "quiet_hours": ["22:00-06:00"]}}}}})
+    assert cfg.sinks.alerts.limits_for("lobby").max_alerts == 2
+    assert cfg.sinks.alerts.limits_for("other").max_alerts == 10
+    assert not cfg.sinks.alerts.enabled and not cfg.sinks.web.enabled
 
 
 @pytest.mark.parametrize(

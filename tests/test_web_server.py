@@ -17,10 +17,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from stream.config import load_config  # noqa: E402
 from stream.errors import UserError  # noqa: E402
 from stream.frames import SourceEvent, SourceState  # noqa: E402
+from stream.results import Detection, FrameResult  # noqa: E402
 from stream.sinks.metrics import MetricsSink  # noqa: E402
 from stream.sinks.web import WebSink  # noqa: E402
 from stream.web.options import MetricsOptions, WebOptions  # noqa: E402
-from stream.worker import Detection, FrameResult  # noqa: E402
 from tests._stream_fakes import make_frame  # noqa: E402
 
 pytestmark = pytest.mark.timeout(60)
@@ -89,9 +89,9 @@ def test_token_file_and_env(tmp_path, monkeypatch):
     assert load_token(str(f)) == "env-token"
     monkeypatch.delenv("MASKSTREAM_TOKEN")
     (tmp_path / "empty").write_text("\n")
-    with pytest.raises(UserError, match="web.token_file .*empty$"):
+    with pytest.raises(UserError, match="sinks.web.token_file .*empty$"):
         load_token(str(tmp_path / "empty"))
-    with pytest.raises(UserError, match="web.token_file .*cannot be read"):
+    with pytest.raises(UserError, match="sinks.web.token_file .*cannot be read"):
         load_token(str(tmp_path / "missing"))
 
 
@@ -115,7 +115,7 @@ def test_no_credential_in_any_page_json_or_metric():
 
 def test_refuses_non_loopback_bind_unless_asked():
     with pytest.raises(UserError, match="not a loopback address"):
-        load_config(None, {"web": {"enabled": True, "host": "0.0.0.0", "port": 0}})
+        load_config(None, {"sinks": {"web": {"enabled": True, "host": "0.0.0.0", "port": 0}}})
     # asked: it binds (to every interface) and still answers on loopback
     m, w = _web(host="0.0.0.0", allow_remote=True)
     with w:
@@ -304,3 +304,37 @@ def test_people_in_view_decided_labels_and_people_metrics():
         assert fams[("maskstream_people_without_mask", (("source", sid),))] == 1  # 2 in view; 3 left
         assert fams[("maskstream_people_total", (("label", "without_mask"), ("source", sid)))] == 2
         assert fams[("maskstream_people_total", (("label", "with_mask"), ("source", sid)))] == 1
+
+
+def test_run_builds_the_headless_sinks_from_the_registry(tmp_path):
+    """``sinks.metrics``, ``sinks.alerts`` and ``sinks.web`` are registered sink types: ``build_sinks`` makes
+    them from the config, the web view serves the metrics sink's registry (with the sources' own counters and
+    the alert sink's transport counters) and shows the alert sink's source alerts; metrics alone is off."""
+    from types import SimpleNamespace
+
+    from stream.pipeline import build_sinks
+    from stream.sinks.alerts import AlertSink
+
+    assert build_sinks(load_config(None), ["a"], {"a": None}) == []  # the defaults: nothing headless
+    only = build_sinks(load_config(None, {"sinks": {"metrics": {"textfile": str(tmp_path / "m.prom")}}}), ["a"], {})
+    assert [type(s) for s in only] == [MetricsSink]
+    cfg = load_config(None, {"sinks": {
+        "web": {"enabled": True, "port": 0},
+        "alerts": {"labels": ["without_mask", "mask_weared_incorrect"], "fallback_frames": 2, "flush_s": 0.2,
+                   "webhook": {"url": "http://127.0.0.1:9/hook", "timeout_s": 0.1}},
+    }})
+    src = SimpleNamespace(source_id=SECRET_URL, stats=SimpleNamespace(frames_read=7, frames_dropped=2, reconnects=1))
+    sinks = build_sinks(cfg, [SECRET_URL], {SECRET_URL: 25.0}, ("with_mask", "without_mask"), [src])
+    assert [type(s) for s in sinks] == [MetricsSink, AlertSink, WebSink]
+    m, a, w = sinks
+    w.announce = False
+    assert w.rules.labels == {"without_mask", "mask_weared_incorrect"} and w.rules.fallback_frames == 2
+    with m, a, w:
+        a.on_alert({"id": "x1", "kind": "source_down", "source": "rtsp://admin:***@10.0.0.7:554/live"})
+        a.on_alert({"id": "x2", "kind": "no_mask", "source": "rtsp://admin:***@10.0.0.7:554/live"})
+        kinds = [e.get("kind") for e in httpx.get(w.url + "api/events?since=0", timeout=5).json()["events"]]
+        assert kinds == ["source_down"]  # no-mask alerts the page makes itself
+        text = httpx.get(w.url + "metrics", timeout=5).text
+    assert 'maskstream_frames_in_total{source="rtsp://admin:***@10.0.0.7:554/live?token=***"} 7.0' in text
+    assert 'maskstream_alert_messages_sent_total{transport="webhook"} 0.0' in text
+    assert "hunter2" not in text and "s3cr3t" not in text

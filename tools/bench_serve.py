@@ -128,9 +128,9 @@ def main(argv=None) -> int:
     if args.only in (None, "alerts"):
         configs += [("alerts", "no alerts", 0, ""),
                     ("alerts", "webhook, receiver hangs", 0,
-                     f"alerts:\n  fallback_frames: 1\n  limits:\n    max_alerts: 0\n  flush_s: 1.0\n"
-                     f"  webhook:\n    url: {hook}\n    timeout_s: 1.0\n    backoff_initial_s: 0.1\n"
-                     f"    backoff_max_s: 0.5\n")]
+                     f"sinks:\n  alerts:\n    fallback_frames: 1\n    limits:\n      max_alerts: 0\n    flush_s: 1.0\n"
+                     f"    webhook:\n      url: {hook}\n      timeout_s: 1.0\n      backoff_initial_s: 0.1\n"
+                     f"      backoff_max_s: 0.5\n")]
     results: dict[str, list[dict]] = {c[1]: [] for c in configs}
     print(f"machine: {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f} (shared); {args.seconds:g} s window per run")
     for rep in range(args.repeats):

@@ -32,7 +32,7 @@ def _password(opts: MqttOptions) -> str | None:
     try:
         return Path(opts.password_file).read_text(encoding="utf-8").strip().splitlines()[0]
     except (OSError, UnicodeDecodeError, IndexError) as exc:
-        raise UserError(f"alerts.mqtt.password_file {opts.password_file}: cannot be read "
+        raise UserError(f"sinks.alerts.mqtt.password_file {opts.password_file}: cannot be read "
                         f"({getattr(exc, 'strerror', None) or 'empty'})") from None
 
 
@@ -40,7 +40,7 @@ class MqttTransport:
     """Publishes alerts, person events, source states and snapshots.
 
     Args:
-        options: the ``alerts.mqtt`` section.
+        options: the ``sinks.alerts.mqtt`` section.
     """
 
     name = "mqtt"

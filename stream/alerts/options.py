@@ -1,17 +1,18 @@
-"""Options of the ``alerts:`` config section: what raises an alert, limits per source, and the
+"""Options of the alert sink (``sinks.alerts``): what raises an alert, limits per source, and the
 webhook and MQTT transports. Validated on construction; errors name the key."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import NoReturn
+
+from stream.errors import ConfigValueError
 
 _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
 
 
-def _fail(key: str, message: str) -> None:
-    from stream.config import ConfigValueError
-
+def _fail(key: str, message: str) -> NoReturn:
     raise ConfigValueError(key, message)
 
 
@@ -35,7 +36,7 @@ def parse_quiet_hours(spans: tuple[str, ...], key: str = "quiet_hours") -> tuple
 
 @dataclass(frozen=True)
 class SourceLimits:
-    """Per-source alert limits (``alerts.sources.<source id>`` overrides the defaults ``alerts.limits``).
+    """Per-source alert limits (``sinks.alerts.sources.<source id>`` overrides the defaults ``sinks.alerts.limits``).
 
     Attributes:
         max_alerts: at most this many alerts per ``period_s`` for the source (0: no limit).

@@ -34,7 +34,7 @@ def _h(text: str) -> str:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from core.cams import METHODS
+    from core.cams import method_names
 
     p.add_argument(
         "--source",
@@ -53,7 +53,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="FILE",
         default=None,
         help=_h(
-            "YAML config overlaid on configs/default.yaml; a bare name picks configs/NAME.yaml (webcam, rtsp, offline)"
+            "YAML config overlaid on the defaults (configs/default.yaml); a bare name picks a bundled "
+            "config: webcam, rtsp, offline"
         ),
     )
     p.add_argument(
@@ -67,9 +68,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--method",
-        choices=list(METHODS),
+        choices=list(method_names()),
         default=None,
-        help=_h("saliency map method (config: worker.method, default haycam+)"),
+        help=_h(
+            "saliency map method (config: worker.method, default haycam+); haycam+hr: the finer map, with the "
+            "variant and threshold calibrated in the checkpoint (several forwards per batch)"
+        ),
     )
     p.add_argument(
         "--output",
@@ -107,7 +111,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help=_h(
             "serve the live web view (page, MJPEG per source, /api/status, /api/events, /metrics) on PORT "
-            "(0: any free port), loopback unless HOST is given and web.allow_remote is true (config: web.*)"
+            "(0: any free port), loopback unless HOST is given and sinks.web.allow_remote is true (config: sinks.web)"
         ),
     )
 
@@ -138,12 +142,12 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     if args.no_progress:
         o["run"]["progress"] = False
     if getattr(args, "serve", None) is not None:
-        o["web"] = parse_serve(args.serve)
+        o["sinks"]["web"] = parse_serve(args.serve)
     return {k: v for k, v in o.items() if v}
 
 
 def parse_serve(text: str) -> dict[str, Any]:
-    """``--serve`` value -> ``web`` overrides: ``8080`` -> port only; ``0.0.0.0:8080`` / ``[::1]:8080`` -> host and port.
+    """``--serve`` value -> ``sinks.web`` overrides: ``8080`` -> port only; ``0.0.0.0:8080`` / ``[::1]:8080`` -> host and port.
 
     Raises:
         UserError: when PORT is not an int in [0, 65535].

@@ -2,7 +2,7 @@
 attaches the explained snapshot and hands the alert to the webhook and MQTT transports.
 
 Never blocks the pipeline: transports queue (bounded) and deliver on their own threads. At the end of
-the run they get ``alerts.flush_s`` seconds to deliver; what they could not is reported (log warning
+the run they get ``sinks.alerts.flush_s`` seconds to deliver; what they could not is reported (log warning
 and :meth:`AlertSink.report`).
 """
 
@@ -25,16 +25,19 @@ from stream.redact import redact_text
 from stream.sinks.base import Sink, wall_time
 from stream.sinks.events import state_event
 from stream.sinks.people import box_of, labels_and_box, people_in_view
+from stream.sinks.registry import SinkContext, register_sink
+from stream.sinks.serve_extra import require_serve_extra
 
 log = logging.getLogger(__name__)
 TICK_S = 0.25
 
 
+@register_sink("alerts", AlertsOptions)
 class AlertSink(Sink):
     """Alerts on people decided without a mask and on sources down too long.
 
     Args:
-        options: the ``alerts:`` section.
+        options: the ``sinks.alerts`` section.
         registry: a ``prometheus_client.CollectorRegistry`` to count alerts into (None: not counted there).
         transports: injected transports (tests); default: from ``options``.
         on_alert: called with every alert that goes out (e.g. the events file); optional.
@@ -73,6 +76,20 @@ class AlertSink(Sink):
                                     "suppressed by quiet hours or the rate limit)", ["kind", "outcome"],
                                     registry=registry)
             registry.register(_TransportCollector(self.transports))
+
+    @classmethod
+    def from_options(cls, opts: AlertsOptions, ctx: SinkContext) -> "AlertSink | None":
+        """On when a transport is configured; counts into the metrics sink's registry when that is on."""
+        if not opts.enabled:
+            return None
+        need = {"httpx": "httpx"} if opts.webhook.url else {}
+        if opts.mqtt.host:
+            need["paho"] = "paho-mqtt"
+        require_serve_extra("sinks.alerts", need)
+        from stream.sinks.metrics import MetricsSink
+
+        metrics = next((s for s in ctx.earlier if isinstance(s, MetricsSink)), None)
+        return cls(opts, registry=metrics.registry if metrics is not None else None)
 
     def __enter__(self) -> "AlertSink":
         for t in self.transports:

@@ -22,6 +22,8 @@ from stream.errors import UserError
 from stream.frames import SourceEvent
 from stream.redact import redact_text
 from stream.sinks.base import Sink
+from stream.sinks.registry import SinkContext, register_sink
+from stream.sinks.serve_extra import require_serve_extra
 from stream.web.options import MetricsOptions
 
 NO_MASK = "without_mask"
@@ -56,11 +58,12 @@ class _SourceStatsCollector:
         return list(fam.values())
 
 
+@register_sink("metrics", MetricsOptions)
 class MetricsSink(Sink):
     """Counts what the pipeline does into ``registry``.
 
     Args:
-        options: the ``metrics:`` section.
+        options: the ``sinks.metrics`` section.
         source_ids: the run's sources (their series exist from the start, at 0).
         sources: the source objects, for frames in / dropped / reconnects (None: frames in are
             counted here as frames out + skipped, dropped and reconnects from events).
@@ -105,6 +108,15 @@ class MetricsSink(Sink):
         self._was_down: set[str] = set()
         for sid in source_ids:
             self._init_source(redact_text(sid))
+
+    @classmethod
+    def from_options(cls, opts: MetricsOptions, ctx: SinkContext) -> "MetricsSink | None":
+        """On when ``sinks.metrics.enabled`` and there is a reader: the web view (``/metrics``) or a textfile."""
+        if not (opts.enabled and (ctx.options_of("web").enabled or opts.textfile)):
+            return None
+        require_serve_extra("sinks.metrics", {"prometheus_client": "prometheus-client"})
+        labels = tuple(ctx.class_names) or ("with_mask", "without_mask")
+        return cls(opts, ctx.source_ids, sources=ctx.sources or None, labels=labels)
 
     def _init_source(self, sid: str) -> None:
         self.frames_out.labels(sid)

@@ -22,17 +22,20 @@ from stream.redact import redact_text
 from stream.sinks.base import Sink, wall_time
 from stream.sinks.events import state_event
 from stream.sinks.people import box_of, labels_and_box, people_in_view
+from stream.sinks.registry import SinkContext, register_sink
+from stream.sinks.serve_extra import require_serve_extra
 from stream.web.options import WebOptions
 from stream.web.state import LiveState
 
 log = logging.getLogger(__name__)
 
 
+@register_sink("web", WebOptions)
 class WebSink(Sink):
     """Serves ``/``, ``/sources/<key>.mjpg``, ``/api/*`` and ``/metrics`` while the run lasts.
 
     Args:
-        options: the ``web:`` section.
+        options: the ``sinks.web`` section.
         source_ids: the run's sources (the page lists them in this order).
         registry: ``prometheus_client.CollectorRegistry`` for /metrics (None: /metrics answers 404).
         token: bearer token (None: no token).
@@ -72,6 +75,33 @@ class WebSink(Sink):
         self.announce = announce
         self._last: dict[str, tuple[np.ndarray, list[dict]]] = {}
         self._started = False
+
+    @classmethod
+    def from_options(cls, opts: WebOptions, ctx: SinkContext) -> "WebSink | None":
+        """On with ``sinks.web.enabled`` (``--serve``). Serves the metrics sink's registry at ``/metrics``,
+        makes no-mask snapshots by ``sinks.alerts``' rules, and shows the alert sink's source down/up alerts."""
+        if not opts.enabled:
+            return None
+        need = {"starlette": "starlette", "uvicorn": "uvicorn"}
+        if ctx.options_of("metrics").enabled:
+            need["prometheus_client"] = "prometheus-client"
+        require_serve_extra("sinks.web", need)
+        from stream.sinks.alerts import AlertSink
+        from stream.sinks.metrics import MetricsSink
+        from stream.web.auth import load_token
+
+        token = load_token(opts.token_file)
+        if token is None and opts.allow_remote:
+            log.warning("web: serving other machines without a token (set MASKSTREAM_TOKEN or sinks.web.token_file)")
+        metrics = next((s for s in ctx.earlier if isinstance(s, MetricsSink)), None)
+        alerts_opts = ctx.options_of("alerts")
+        web = cls(opts, ctx.source_ids, registry=metrics.registry if metrics is not None else None, token=token,
+                  alert_labels=alerts_opts.labels, fallback_frames=alerts_opts.fallback_frames,
+                  snapshot_margin=alerts_opts.snapshot_margin)
+        alerts = next((s for s in ctx.earlier if isinstance(s, AlertSink)), None)
+        if alerts is not None:  # the page's event log shows source down/up alerts (no-mask ones it finds itself)
+            alerts.on_alert = lambda a: web.live.add_event(a) if a["kind"].startswith("source_") else None
+        return web
 
     @property
     def url(self) -> str:

@@ -145,7 +145,7 @@ def create_app(
 
     async def metrics(request: Request) -> Response:
         if registry is None:
-            return JSONResponse({"error": "metrics are off (metrics.enabled: false)"}, status_code=404)
+            return JSONResponse({"error": "metrics are off (sinks.metrics.enabled: false)"}, status_code=404)
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
         body = await asyncio.to_thread(generate_latest, registry)

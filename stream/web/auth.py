@@ -1,6 +1,6 @@
 """Optional bearer token for every endpoint of the web view (an ASGI middleware).
 
-The token comes from the environment variable ``MASKSTREAM_TOKEN`` or from ``web.token_file``; it is
+The token comes from the environment variable ``MASKSTREAM_TOKEN`` or from ``sinks.web.token_file``; it is
 never logged and never written into a page. Clients send ``Authorization: Bearer <token>``; a browser
 posts it once to ``/login`` and then carries a cookie holding a SHA-256 digest of it (not the token).
 """
@@ -44,10 +44,10 @@ def load_token(token_file: str | None) -> str | None:
     try:
         text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"web.token_file {p}: cannot be read ({getattr(exc, 'strerror', None) or exc})") from None
+        raise UserError(f"sinks.web.token_file {p}: cannot be read ({getattr(exc, 'strerror', None) or exc})") from None
     line = text.strip().splitlines()[0].strip() if text.strip() else ""
     if not line:
-        raise UserError(f"web.token_file {p}: is empty")
+        raise UserError(f"sinks.web.token_file {p}: is empty")
     return line
 
 

@@ -1,20 +1,21 @@
-"""Options of the web server (``web:``) and of the Prometheus metrics (``metrics:``) config sections.
+"""Options of the web view sink (``sinks.web``) and of the Prometheus metrics sink (``sinks.metrics``).
 
-Validated on construction; a bad value raises ``stream.config.ConfigValueError`` naming the key
-(imported lazily: ``stream.config`` imports this module).
+Validated on construction; a bad value raises ``stream.errors.ConfigValueError`` naming the key (the config
+loader prefixes the section path).
 """
 
 from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from typing import NoReturn
+
+from stream.errors import ConfigValueError
 
 LOOPBACK_NAMES = ("localhost", "ip6-localhost")
 
 
-def _fail(key: str, message: str) -> None:
-    from stream.config import ConfigValueError
-
+def _fail(key: str, message: str) -> NoReturn:
     raise ConfigValueError(key, message)
 
 
@@ -68,7 +69,7 @@ class WebOptions:
             _fail(
                 "host",
                 f"{self.host} is not a loopback address; the web view serves only this machine unless "
-                "web.allow_remote is true (then set a token: MASKSTREAM_TOKEN or web.token_file)",
+                "sinks.web.allow_remote is true (then set a token: MASKSTREAM_TOKEN or sinks.web.token_file)",
             )
         if not 0 < self.mjpeg_fps <= 120:
             _fail("mjpeg_fps", f"must be in (0, 120], got {self.mjpeg_fps}")

@@ -23,7 +23,7 @@ def bind_socket(host: str, port: int) -> socket.socket:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
-        raise UserError(f"web.host {host!r}: cannot be resolved ({exc.strerror})") from None
+        raise UserError(f"sinks.web.host {host!r}: cannot be resolved ({exc.strerror})") from None
     family, _, _, _, addr = infos[0]
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
