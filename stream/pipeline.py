@@ -300,8 +300,8 @@ def build_sinks(
     source_ids: list[str],
     fps: dict[str, float | None],
     class_names: Sequence[str] = (),
-    live: dict[str, bool] | None = None,
     sources: Sequence[Any] = (),
+    live: dict[str, bool] | None = None,
 ) -> list:
     """The configured sinks (every registered type in ``stream.sinks.SINKS`` that is on), not entered yet.
 
@@ -369,7 +369,7 @@ def build_pipeline(
     pipe = Pipeline(
         sources,
         processor.process,
-        sinks=build_sinks(cfg, ids, fps, summary_names, live, sources),
+        sinks=build_sinks(cfg, ids, fps, summary_names, sources, live),
         display=Display(cfg.sinks.display),
         batch_size=cfg.worker.batch_size,
         batch_timeout_s=cfg.worker.batch_timeout_ms / 1000.0,
