@@ -11,7 +11,7 @@ PIP = $(PY) -m pip
 # Written last by the set-up: its presence means the environment is complete (.ci/run checks it).
 STAMP = $(VENV)/.maskstream-setup-complete
 
-.PHONY: setup demo test explain-demo train eval bench bench-cam bench-stream soak gpu-check samples
+.PHONY: setup demo test explain-demo train eval bench bench-cam bench-stream bench-record soak gpu-check samples
 setup: $(STAMP)
 
 # The wheels installed with --no-deps come LAST: their metadata pins torch 1.6 / numpy 1.19 / the CPU
@@ -56,6 +56,9 @@ bench-cam: setup
 
 bench-stream: setup
 	nice $(PY) tools/bench_stream.py
+
+bench-record: setup
+	nice $(PY) tools/bench_record.py
 
 soak: setup
 	nice $(PY) tools/soak.py --minutes 10

@@ -16,7 +16,7 @@ import queue
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -29,7 +29,7 @@ from stream.frames import FrameSource, SourceEvent
 from stream.overlay import HeatmapAnnotator, annotate, build_annotators
 from stream.redact import redact_text
 from stream.results import Done, FrameResult, SkippedFrame
-from stream.sinks import SINKS, SinkContext
+from stream.sinks import SINKS, EventsSink, SinkContext
 from stream.summary import RunSummary
 from stream.worker import BatchWorker, Processor, create_backend
 
@@ -311,13 +311,39 @@ def create_detector(name: str | None, **opts: Any) -> Any:
 
 
 def build_sinks(
-    cfg: Config, source_ids: list[str], fps: dict[str, float | None], class_names: Sequence[str] = ()
+    cfg: Config,
+    source_ids: list[str],
+    fps: dict[str, float | None],
+    class_names: Sequence[str] = (),
+    sources: Sequence[Any] = (),
+    live: dict[str, bool] | None = None,
 ) -> list:
-    """The configured sinks (every registered type in ``stream.sinks.SINKS`` that is on), not entered yet."""
-    ctx = SinkContext(list(source_ids), dict(fps), tuple(class_names), events_path=cfg.sinks.events,
-                      video_path=cfg.sinks.output, people=cfg.people.enabled)
-    sinks = (t.build(cfg.sinks.options(t.name), ctx) for t in SINKS.values())
-    return [s for s in sinks if s is not None]
+    """The configured sinks (every registered type in ``stream.sinks.SINKS`` that is on), not entered yet.
+
+    Built in ``SINK_MODULES`` order; each type's ``from_options`` sees the sinks built before it
+    (``SinkContext.earlier``) and every type's options (``SinkContext.options_of``). ``live``: source id ->
+    live source (slow writers drop its frames instead of waiting). Types built after the events sink get its
+    ``emit`` in their context; the pipeline closes sinks in reverse order, so their last events still reach
+    the file.
+    """
+    ctx = SinkContext(
+        list(source_ids),
+        dict(fps),
+        tuple(class_names),
+        dict(live or {}),
+        sources=tuple(sources),
+        sink_options={t.name: cfg.sinks.options(t.name) for t in SINKS.values()},
+        people=cfg.people.enabled,
+    )
+    built: list = []
+    for t in SINKS.values():
+        sink = t.build(ctx.options_of(t.name), replace(ctx, earlier=tuple(built)))
+        if sink is None:
+            continue
+        built.append(sink)
+        if isinstance(sink, EventsSink):
+            ctx = replace(ctx, emit=sink.emit)
+    return built
 
 
 def build_pipeline(
@@ -363,10 +389,11 @@ def build_pipeline(
     elif cfg.run.progress and cfg.run.max_frames:
         total = cfg.run.max_frames
     summary_names = tuple(processor.class_names)
+    live = {s.source_id: bool(getattr(s, "live", False)) for s in sources}
     pipe = Pipeline(
         sources,
         processor.process,
-        sinks=build_sinks(cfg, ids, fps, summary_names),
+        sinks=build_sinks(cfg, ids, fps, summary_names, sources, live),
         display=Display(cfg.sinks.display),
         batch_size=cfg.worker.batch_size,
         batch_timeout_s=cfg.worker.batch_timeout_ms / 1000.0,

@@ -66,7 +66,7 @@ def test_merge_is_deep_and_does_not_mutate():
             "sources:\n  reconnect_initial: 5\n  reconnect_max: 1\n",
             "sources.reconnect_max must be >= reconnect_initial",
         ),
-        ("sinks:\n  output: out.mkv\n", "sinks.output must end in .mp4 (mp4v) or .avi (MJPG)"),
+        ("sinks:\n  output: out.mkv\n", "sinks.output must end in .mp4 or .avi"),
         ("run:\n  max_frames: 0\n", "run.max_frames must be an int >= 1 or null, got 0"),
         ("worker: 3\n", "worker must be a mapping, got int 3"),
     ],

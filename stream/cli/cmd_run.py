@@ -80,7 +80,31 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "-o",
         metavar="FILE",
         default=None,
-        help=_h("annotated video (.mp4 mp4v or .avi MJPG); several sources write FILE-<k>.ext"),
+        help=_h(
+            "annotated video (.mp4: fragmented H.264, plays in browsers and after a crash; .avi: MJPG); "
+            "several sources write FILE-<k>.ext"
+        ),
+    )
+    p.add_argument(
+        "--codec",
+        choices=("auto", "h264", "mp4v", "mjpg"),
+        default=None,
+        help=_h("codec of --output (config: sinks.codec; auto: h264 for .mp4, mjpg for .avi)"),
+    )
+    p.add_argument(
+        "--record",
+        metavar="DIR",
+        default=None,
+        help=_h(
+            "record every source continuously into DIR in segments (config: sinks.record.*: length, "
+            "retention by age and size); DIR/index.sqlite lists segments and their events"
+        ),
+    )
+    p.add_argument(
+        "--clips",
+        metavar="DIR",
+        default=None,
+        help=_h("write a short annotated clip of each no-mask moment into DIR (config: sinks.clips.*)"),
     )
     p.add_argument("--events", metavar="FILE", default=None, help=_h("JSON Lines events file"))
     p.add_argument(
@@ -105,6 +129,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--loop", action="store_true", help=_h("restart file sources at their end (until Ctrl-C)"))
     p.add_argument("--no-progress", action="store_true", help=_h("no progress bar"))
     p.add_argument("--json-summary", metavar="FILE", default=None, help=_h("also write the run summary as JSON"))
+    p.add_argument(
+        "--serve",
+        metavar="[HOST:]PORT",
+        default=None,
+        help=_h(
+            "serve the live web view (page, MJPEG per source, /api/status, /api/events, /metrics) on PORT "
+            "(0: any free port), loopback unless HOST is given and sinks.web.allow_remote is true (config: sinks.web)"
+        ),
+    )
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -123,16 +156,38 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     ):
         if getattr(args, opt) is not None:
             o["worker"][key] = getattr(args, opt)
-    for opt in ("output", "events", "snapshots"):
+    for opt in ("output", "events", "snapshots", "codec"):
         if getattr(args, opt) is not None:
             o["sinks"][opt] = getattr(args, opt)
+    for opt in ("record", "clips"):
+        if getattr(args, opt) is not None:
+            o["sinks"][opt] = {"dir": getattr(args, opt)}
     if args.no_display:
         o["sinks"]["display"] = False
     if args.max_frames is not None:
         o["run"]["max_frames"] = args.max_frames
     if args.no_progress:
         o["run"]["progress"] = False
+    if getattr(args, "serve", None) is not None:
+        o["sinks"]["web"] = parse_serve(args.serve)
     return {k: v for k, v in o.items() if v}
+
+
+def parse_serve(text: str) -> dict[str, Any]:
+    """``--serve`` value -> ``sinks.web`` overrides: ``8080`` -> port only; ``0.0.0.0:8080`` / ``[::1]:8080`` -> host and port.
+
+    Raises:
+        UserError: when PORT is not an int in [0, 65535].
+    """
+    from stream.errors import UserError
+
+    host, sep, port = text.strip().rpartition(":")
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise UserError(f"--serve {text!r}: expected [HOST:]PORT with PORT in 0..65535")
+    out: dict[str, Any] = {"enabled": True, "port": int(port)}
+    if sep and host:
+        out["host"] = host.strip("[]")
+    return out
 
 
 class _Signals:
@@ -188,7 +243,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"maskstream: error: {exc}", file=sys.stderr)
         return exc.exit_code
     print(summary.format())
-    outs = [p for p in (cfg.sinks.output, cfg.sinks.events, cfg.sinks.snapshots) if p]
+    outs = [p for p in (cfg.sinks.output, cfg.sinks.events, cfg.sinks.snapshots, cfg.sinks.record.dir,
+                        cfg.sinks.clips.dir) if p]
     if outs:
         print("  wrote    " + ", ".join(outs))
     if args.json_summary:

@@ -47,8 +47,8 @@ class Sink:
         """A frame the worker could not use."""
 
     def person(self, event: dict) -> None:
-        """A person event (appeared / decided / changed / left; see ``stream.people``), the same dict
-        the JSON Lines file gets. Called on the pipeline thread, once per transition."""
+        """A per-person event from the tracker: ``{"type": "person", "event": "appeared" | "decided" |
+        "changed" | "left", "source", "person_id", "frame_index", "time", "label", ...}``."""
 
     def close(self) -> None:
         """Flush and close (idempotent)."""

@@ -8,6 +8,12 @@ Types::
   {"type": "person", "event": "appeared" | "decided" | "changed" | "left", "source", "person_id", ...}
   {"type": "state", "source", "state", "time", "message", "attempt"}
   {"type": "skip", "source", "frame_index", "time", "reason"}
+  {"type": "recording", "source", "state": "recording"|"error", "time", "message"}
+      (--record: recording started or resumed / a write error such as a full disk; detection goes on)
+  {"type": "clip", "event": "start", "source", "path", "trigger": "nomask_run"|"person", "frame_index",
+      "time", "pre_roll_s", "person_id"?}   (--clips: a clip file was started; more frames follow)
+  {"type": "clip", "event": "end"|"person"|"error", "source", "path", ...}   (its end, a further
+      person in it, or a write error)
 
 ``time`` is Unix time of capture (frames) or of the change (state); boxes are in frame pixels.
 ``person_id`` is the box's track (a person, unique per source for the run; null when untracked) and
@@ -122,6 +128,10 @@ class EventsSink(Sink):
         if now - self._last_flush >= FLUSH_S:
             self._f.flush()
             self._last_flush = now
+
+    def emit(self, obj: dict) -> None:
+        """One more event from another sink (recording state, clip); same thread as ``write``."""
+        self._emit(obj)
 
     def write(self, result: FrameResult, annotated: np.ndarray) -> None:
         for obj in frame_events(result, time.monotonic() - result.frame.capture_time):

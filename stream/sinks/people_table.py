@@ -66,7 +66,7 @@ class PeopleTableSink(Sink):
         if not ctx.people:
             log.warning("sinks.people_table: people.enabled is false, so there are no people; not written")
             return None
-        path = table_path(opts.path, ctx.events_path, ctx.video_path)
+        path = table_path(opts.path, ctx.options_of("events").events, ctx.options_of("video").output)
         return cls(path) if path is not None else None
 
     def __init__(self, path: str | Path) -> None:

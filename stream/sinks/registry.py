@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from stream.sinks.base import Sink
 
@@ -30,17 +30,34 @@ class SinkContext:
         source_ids: every source id, in order.
         fps: source id -> frames per second (None: unknown, measure it).
         class_names: the model's classes.
-        events_path: ``sinks.events`` (the JSON Lines file; None: off), for sinks that write beside it.
-        video_path: ``sinks.output`` (the annotated video; None: off), likewise.
+        live: source id -> True for a live source (a slow writer drops its frames instead of waiting);
+            missing: a file source.
+        emit: writes one more event dict into the events file (``EventsSink.emit``; same thread as
+            ``write``), or None when no events file is configured. ``build_sinks`` fills it in for the
+            types built after the events sink.
+        sources: the open sources (``stream.frames.FrameSource``: ``source_id``, ``stats``), e.g. for
+            counters the sources keep themselves (frames read, dropped, reconnects).
+        sink_options: sink type name -> its options in this run, so a sink can follow another's settings
+            (the metrics sink is on when the web view is).
+        earlier: the sinks built before this one (``SINK_MODULES`` order), so one can attach to another
+            (the web view serves the metrics sink's registry and shows the alert sink's alerts).
         people: whether person events flow (``people.enabled``; ``Sink.person``).
     """
 
     source_ids: Sequence[str]
     fps: dict[str, float | None]
     class_names: Sequence[str] = ()
-    events_path: str | None = None
-    video_path: str | None = None
+    live: Mapping[str, bool] = dataclasses.field(default_factory=dict)
+    emit: Callable[[dict], None] | None = None
+    sources: Sequence[Any] = ()
+    sink_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    earlier: Sequence[Sink] = ()
     people: bool = False
+
+    def options_of(self, name: str) -> Any:
+        """The options of sink type ``name`` in this run (its defaults, i.e. off, when not given)."""
+        opts = self.sink_options.get(name)
+        return opts if opts is not None else SINKS[name].options()
 
 
 @dataclass(frozen=True)
