@@ -70,13 +70,13 @@ def model_inputs(images: Sequence[np.ndarray], info: ModelInfo, fast_resize: boo
     if fast_resize and all(big):
         t = [shrink_bgr_uint8(torch.from_numpy(np.ascontiguousarray(im))[None], size) for im in images]
         return torch.cat(t).contiguous().numpy()
-    out = []
+    small = []
     for im, b in zip(images, big):
         t = torch.from_numpy(np.ascontiguousarray(im))[None]
-        if fast_resize and b:
-            t = shrink_bgr_uint8(t, size)
-        out.append(bgr_to_input(t, size, info.mean, info.std, torch.float32))
-    return torch.cat(out).numpy()
+        small.append(shrink_bgr_uint8(t, size) if fast_resize and b else t)
+    if len({tuple(t.shape) for t in small}) == 1:  # one call for a same-size batch, as Processor does
+        return bgr_to_input(torch.cat(small), size, info.mean, info.std, torch.float32).numpy()
+    return torch.cat([bgr_to_input(t, size, info.mean, info.std, torch.float32) for t in small]).numpy()
 
 
 def inputs_to_tensor(x: np.ndarray, info: ModelInfo, dtype: torch.dtype, device: Any) -> torch.Tensor:
@@ -84,7 +84,9 @@ def inputs_to_tensor(x: np.ndarray, info: ModelInfo, dtype: torch.dtype, device:
     t = torch.from_numpy(np.ascontiguousarray(x)).to(device)
     if t.dtype == torch.uint8:
         return bgr_to_input(t, int(info.input_size), info.mean, info.std, dtype)
-    return t.to(dtype)
+    # the local preprocessing leaves its output in channels-last memory (a permuted view); numpy made it
+    # contiguous on the way here; the same layout picks the same conv kernels, so the same numbers
+    return t.to(dtype).contiguous(memory_format=torch.channels_last)
 
 
 def empty_output(info: ModelInfo, mode: str) -> dict:
