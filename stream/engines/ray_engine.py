@@ -127,6 +127,17 @@ def place_replicas(ray: Any, cfg: Config) -> tuple[dict, str, int]:
     return {"num_cpus": cfg.ray.replica_cpus}, "cpu", threads
 
 
+def start_replicas(ray: Any, cfg: Config) -> list:
+    """``ray.replicas`` inference replica actors for ``cfg`` (restarted by Ray, their requests retried)."""
+    from stream.engines.ray_actors import InferenceReplica
+
+    opts, device, threads = place_replicas(ray, cfg)
+    cls = ray.remote(InferenceReplica).options(max_restarts=-1, max_task_retries=-1, max_concurrency=1000, **opts)
+    rc = cfg.ray
+    log.info("ray: %d inference replica(s) on %s", rc.replicas, device)
+    return [cls.remote(cfg, device, threads, rc.max_batch, rc.batch_wait_ms / 1000.0) for _ in range(rc.replicas)]
+
+
 class RayCollector(threading.Thread):
     """Starts the replicas and camera actors, pulls their results into ``out``, restarts dead cameras.
 
@@ -143,6 +154,7 @@ class RayCollector(threading.Thread):
         stop: threading.Event,
         max_frames: int | None = None,
         poll_s: float = 0.2,
+        replicas: Sequence[Any] = (),
     ) -> None:
         super().__init__(name="maskstream-ray-collector", daemon=True)
         self.cfg = cfg
@@ -155,7 +167,8 @@ class RayCollector(threading.Thread):
         self.error: BaseException | None = None
         self.last_index: dict[str, int] = {}
         self.states: dict[str, Any] = {}
-        self.replicas: list = []
+        self.replicas: list = list(replicas)
+        self.own_replicas = True
         self.replica_stats: list[dict] = []
         self.info: Any = None
         self.ready = threading.Event()  # set once every camera actor has started (tests wait on it)
@@ -165,18 +178,11 @@ class RayCollector(threading.Thread):
 
     # ------------------------------------------------------------ actors
     def _start_replicas(self) -> None:
-        from stream.engines.ray_actors import InferenceReplica
-
-        ray = self._ray
-        opts, device, threads = place_replicas(ray, self.cfg)
-        cls = ray.remote(InferenceReplica).options(
-            max_restarts=-1, max_task_retries=-1, max_concurrency=1000, **opts
-        )
-        rc = self.cfg.ray
-        self.replicas = [cls.remote(self.cfg, device, threads, rc.max_batch, rc.batch_wait_ms / 1000.0)
-                         for _ in range(rc.replicas)]
-        self.info = ray.get(self.replicas[0].info.remote())
-        log.info("ray: %d inference replica(s) on %s", len(self.replicas), device)
+        if self.replicas:  # given (a pool shared by several runs): used, not owned
+            self.own_replicas = False
+        else:
+            self.replicas = start_replicas(self._ray, self.cfg)
+        self.info = self._ray.get(self.replicas[0].info.remote())
 
     def _spawn(self, gi: int) -> None:
         from stream.engines.ray_actors import CameraActor
@@ -323,7 +329,7 @@ class RayCollector(threading.Thread):
             self.replica_stats = ray.get(refs, timeout=STOP_TIMEOUT_S)
         except Exception:  # noqa: BLE001 - statistics only
             log.debug("replica statistics unavailable", exc_info=True)
-        for h in handles + self.replicas:
+        for h in handles + (self.replicas if self.own_replicas else []):
             try:
                 ray.kill(h, no_restart=True)
             except Exception:  # noqa: BLE001 - already gone
@@ -341,15 +347,16 @@ class RayCollector(threading.Thread):
 class RayPipeline(Pipeline):
     """The local :class:`stream.pipeline.Pipeline` (sinks, overlays, display, summary) fed by Ray actors."""
 
-    def __init__(self, cfg: Config, groups: Sequence[Group], **kwargs: Any) -> None:
+    def __init__(self, cfg: Config, groups: Sequence[Group], replicas: Sequence[Any] = (), **kwargs: Any) -> None:
         super().__init__([s for g in groups for s in g.sources], _no_process, **kwargs)
         self.cfg = cfg
+        self.replicas = list(replicas)
         self.groups = list(groups)
         self.collector: RayCollector | None = None
         self.connected_here = False
 
     def _make_worker(self, out: queue.Queue, stop: threading.Event) -> RayCollector:
-        self.collector = RayCollector(self.cfg, self.groups, out, stop, self.max_frames)
+        self.collector = RayCollector(self.cfg, self.groups, out, stop, self.max_frames, replicas=self.replicas)
         return self.collector
 
     def _stop_worker(self, stop: threading.Event) -> None:
@@ -383,8 +390,11 @@ def _no_process(frames: list) -> list:
     raise RuntimeError("the ray engine processes frames in its actors")
 
 
-def build_ray_pipeline(cfg: Config) -> RayPipeline:
-    """The ray engine's pipeline for ``cfg``: the local build (sinks, overlays, progress) with remote cameras."""
+def build_ray_pipeline(cfg: Config, replicas: Sequence[Any] = ()) -> RayPipeline:
+    """The ray engine's pipeline for ``cfg``: the local build (sinks, overlays, progress) with remote cameras.
+
+    ``replicas``: an inference pool from :func:`start_replicas` to share (default: the run starts its own).
+    """
     import_ray()
     local_cfg = replace(cfg, worker=replace(cfg.worker, device="cpu", fp16=None))
     from stream.pipeline import open_sources
@@ -399,6 +409,7 @@ def build_ray_pipeline(cfg: Config) -> RayPipeline:
     pipe = RayPipeline(
         cfg,
         groups,
+        replicas=replicas,
         sinks=local.sinks,
         annotators=local.annotators,
         display=local.display,
