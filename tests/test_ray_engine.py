@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # read when ray is imported: local nodes on 127.0.0.1
 ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'maskstream[ray]')")
 
 from stream.config import from_dict  # noqa: E402
@@ -37,14 +38,18 @@ def env(tmp_path_factory):
     """A two-node cluster (2 logical CPUs each on this 2-core machine), a checkpoint and a shared replica."""
     from ray.cluster_utils import Cluster
 
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     if ray.is_initialized():
         ray.shutdown()
     tmp = tmp_path_factory.mktemp("ray")
     ck = save_seeded_checkpoint(tmp / "m.pt", input_size=64)
     cluster = Cluster(
         initialize_head=True,
-        head_node_args={"num_cpus": 2, "include_dashboard": False, "object_store_memory": 100 * 2**20},
+        head_node_args={
+            "num_cpus": 2, "include_dashboard": False, "object_store_memory": 100 * 2**20,
+            # notice a removed node in ~5 s instead of ~30 s (still lenient enough for a loaded machine)
+            "_system_config": {"health_check_period_ms": 1000, "health_check_timeout_ms": 3000,
+                               "health_check_failure_threshold": 4},
+        },
     )
     cluster.add_node(num_cpus=2, object_store_memory=80 * 2**20)
     ray.init(address=cluster.address, log_to_driver=False)
@@ -285,3 +290,39 @@ def test_live_rtsp_source_survives_a_server_restart(env) -> None:
     idx = [i.frame.index for i in items if not isinstance(i, SourceEvent)]
     assert idx == sorted(idx) and len(set(idx)) == len(idx)
     assert pipe.groups[0].sources[0].stats.reconnects == 1 and pipe.groups[0].restarts == 0
+
+
+def _descendants(root: int) -> set[int]:
+    parent: dict[int, int] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                parent[int(d.name)] = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    out, grew = {root}, True
+    while grew:
+        new = {p for p, pp in parent.items() if pp in out and p not in out}
+        out |= new
+        grew = bool(new)
+    return out
+
+
+@pytest.mark.timeout(30)
+def test_cluster_listens_on_loopback_only(env) -> None:
+    import re
+    import shutil
+    import subprocess
+
+    if shutil.which("ss") is None:
+        pytest.skip("ss (iproute2) is not installed")
+    ours = _descendants(os.getpid())  # the cluster's GCS, raylets, agents and workers are our children
+    lines = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, timeout=10).stdout.splitlines()
+    listening = []
+    for line in lines:
+        pids = {int(p) for p in re.findall(r"pid=(\d+)", line)}
+        if pids & ours:
+            listening.append(line.split()[3])
+    assert len(listening) >= 4, lines  # GCS, raylets, workers... were found
+    loopback = ("127.0.0.1:", "[::ffff:127.0.0.1]:", "[::1]:")
+    assert [a for a in listening if not a.startswith(loopback)] == []

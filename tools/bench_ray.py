@@ -115,10 +115,10 @@ def main() -> None:
 
         from stream.engines.ray_engine import build_ray_pipeline, connect, import_ray, start_replicas
 
-        ray = import_ray()
         cfg = config(specs, out, args, "ray")
         t0 = time.perf_counter()
-        connect(cfg, n_cameras=len(specs))
+        connect(cfg, n_cameras=len(specs))  # before ray is imported: a loopback-only local instance
+        ray = import_ray()
         t_init = time.perf_counter() - t0
         try:
             replicas = start_replicas(ray, cfg)

@@ -15,7 +15,7 @@ and prints a capacity table for cameras at ``--fps`` (10) and 1080p: cameras per
 nodes 100 and 1,000 cameras need. ``--json FILE`` keeps the numbers. The GPU side runs on a GPU
 machine with ``python tools/capacity.py --device cuda`` (tools/gpu_check.sh calls it).
 
-    python tools/capacity.py [--device cpu|cuda] [--reps 30] [--ray] [--json out/capacity.json]
+    python tools/capacity.py [--device cpu|cuda] [--reps 30] [--batches 1,8,16,32] [--ray] [--json FILE]
 """
 
 from __future__ import annotations
@@ -121,8 +121,8 @@ def ray_transfer_ms(model_input: np.ndarray, frame: np.ndarray, reps: int) -> di
     from stream.config import Config
     from stream.engines.ray_engine import connect, import_ray
 
+    connect(Config(), 1)  # before ray is imported: a loopback-only local instance
     ray = import_ray()
-    connect(Config(), 1)
     try:
         @ray.remote(num_cpus=0)
         class Echo:
@@ -148,6 +148,7 @@ def main() -> None:
     ap.add_argument("--fps", type=float, default=10.0, help="frames per second per camera")
     ap.add_argument("--node-cores", type=int, default=16, help="cores of a camera node in the table")
     ap.add_argument("--checkpoint", default=None)
+    ap.add_argument("--batches", default="1,8,16,32", help="replica batch sizes to time")
     ap.add_argument("--ray", action="store_true", help="also measure Ray calls on a local instance")
     ap.add_argument("--json", default=None, help="write the numbers here")
     args = ap.parse_args()
@@ -158,7 +159,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name, size in SIZES.items():
             r[f"decode_{name}_ms"] = decode_ms(Path(tmp), name, size, 40)
-    batches = [1, 8, 16, 32]
+    batches = [int(b) for b in args.batches.split(",")]
     per_img, core = infer_ms(args.device, batches, args.reps, args.checkpoint)
     r["infer_ms_per_image"] = per_img
     from stream.engines.stages import model_inputs

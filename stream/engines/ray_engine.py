@@ -53,6 +53,14 @@ def import_ray() -> Any:
     return ray
 
 
+def check_ray() -> None:
+    """A UserError now, at build time, when Ray is not installed (without importing it)."""
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        raise UserError("--engine ray needs Ray: pip install 'maskstream[ray]'")
+
+
 def connect(cfg: Config, n_cameras: int = 1) -> bool:
     """Connect this process to Ray; returns True when it started or joined (and so must shut down).
 
@@ -61,6 +69,10 @@ def connect(cfg: Config, n_cameras: int = 1) -> bool:
     store of ``ray.object_store_mb``) with at least the logical CPUs that ``n_cameras`` camera actors and
     the replicas reserve (on a small machine they share its cores, as the local engine's threads do).
     """
+    if not cfg.run.address:
+        # a local instance: Ray reads this when it is first imported (ray._private.ray_constants), and then
+        # uses 127.0.0.1 as the node address instead of the machine's network address
+        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     ray = import_ray()
     if ray.is_initialized():
         return False
@@ -71,7 +83,6 @@ def connect(cfg: Config, n_cameras: int = 1) -> bool:
         except (ConnectionError, ValueError, RuntimeError) as exc:
             raise UserError(f"run.address {cfg.run.address!r}: cannot join the Ray cluster ({exc})") from None
         return True
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # keep a local instance on 127.0.0.1
     need = cfg.ray.replicas * cfg.ray.replica_cpus + n_cameras * cfg.ray.camera_cpus
     ray.init(
         address="local",
@@ -395,7 +406,7 @@ def build_ray_pipeline(cfg: Config, replicas: Sequence[Any] = ()) -> RayPipeline
 
     ``replicas``: an inference pool from :func:`start_replicas` to share (default: the run starts its own).
     """
-    import_ray()
+    check_ray()
     local_cfg = replace(cfg, worker=replace(cfg.worker, device="cpu", fp16=None))
     from stream.pipeline import open_sources
 
