@@ -159,3 +159,23 @@ def test_local_engine_run_never_imports_ray(tmp_path: Path) -> None:
     assert last == {"rc": 0, "ray": []}, p.stderr[-2000:]
     assert sum(1 for line in (tmp_path / "e.jsonl").open() if '"type":"frame"' in line) == 4
 
+
+
+def test_ray_engine_errors_are_one_line_user_errors(monkeypatch, tmp_path: Path) -> None:
+    import importlib.util
+
+    from stream.config import load_config
+    from stream.engines import ray_engine
+    from stream.errors import UserError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real(name, *a))
+    with pytest.raises(UserError, match=r"pip install 'maskstream\[ray\]'"):
+        ray_engine.check_ray()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("run:\n  engine: spark\nray:\n  group_size: 0\n")
+    with pytest.raises(UserError, match=r"run\.engine must be one of local, ray"):
+        load_config(bad)
+    bad.write_text("ray:\n  group_size: 0\n")
+    with pytest.raises(UserError, match=r"ray\.group_size must be an int >= 1, got 0"):
+        load_config(bad)

@@ -21,10 +21,12 @@ joins an existing cluster instead.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import queue
+import signal
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -76,6 +78,22 @@ def connect(cfg: Config, n_cameras: int = 1) -> bool:
     ray = import_ray()
     if ray.is_initialized():
         return False
+    with _keep_sigterm_handler():  # ray.init installs sys.exit for SIGTERM; ours stops the run cleanly
+        return _init(ray, cfg, n_cameras)
+
+
+@contextlib.contextmanager
+def _keep_sigterm_handler():
+    main = threading.current_thread() is threading.main_thread()
+    old = signal.getsignal(signal.SIGTERM) if main else None
+    try:
+        yield
+    finally:
+        if main and old is not None:
+            signal.signal(signal.SIGTERM, old)
+
+
+def _init(ray: Any, cfg: Config, n_cameras: int) -> bool:
     common = {"log_to_driver": False, "logging_level": logging.WARNING, "configure_logging": False}
     if cfg.run.address:
         try:
@@ -85,8 +103,8 @@ def connect(cfg: Config, n_cameras: int = 1) -> bool:
         return True
     need = cfg.ray.replicas * cfg.ray.replica_cpus + n_cameras * cfg.ray.camera_cpus
     ray.init(
-        address="local",
-        num_cpus=max(os.cpu_count() or 1, math.ceil(need)),  # a new instance, never a stale one found in /tmp/ray
+        address="local",  # a new instance, never a stale one found in /tmp/ray
+        num_cpus=max(os.cpu_count() or 1, math.ceil(need)),
         include_dashboard=False,
         object_store_memory=cfg.ray.object_store_mb * 2**20,
         _node_ip_address="127.0.0.1",
