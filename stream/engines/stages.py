@@ -29,8 +29,10 @@ from core.frame_resize import shrink_bgr_uint8
 from core.preprocess import bgr_to_input
 from stream.config import WorkerConfig
 from stream.frames import Frame
-from stream.results import Detections, FrameResult, SkippedFrame
-from stream.worker import Processor, as_bgr
+from stream.results import Detections, FrameResult
+
+# The SkippedFrame the local Pipeline recognises: stream.worker's today; issue 12 makes it stream.results'
+from stream.worker import Processor, SkippedFrame, as_bgr
 
 
 @dataclass(frozen=True)
