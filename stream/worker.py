@@ -18,14 +18,13 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-import cv2
 import numpy as np
 import torch
 
-from core.explain import explain_features
+from core.cams import MODEL_METHODS, build_model_method
+from core.explain import explain_features, explain_model_method
 from core.frame_boxes import (
     box_class_logits,
     class_evidence_maps,
@@ -38,210 +37,199 @@ from core.preprocess import bgr_to_input, images_to_input
 from stream.config import WorkerConfig
 from stream.errors import UserError
 from stream.frames import Frame, FrameSource, SourceEvent, SourceState
+from stream.results import Detections, Done, FrameResult, Item, SkippedFrame
+from stream.sources.normalize import to_bgr
 
 log = logging.getLogger(__name__)
 
 TERMINAL_STATES = (SourceState.END_OF_STREAM, SourceState.FAILED)
 
 
-# ---------------------------------------------------------------- results
+# ---------------------------------------------------------------- model set-up
 
 
-@dataclass(frozen=True)
-class Detection:
-    """One box in frame pixels with its class.
-
-    Attributes:
-        box: (x1, y1, x2, y2) in frame pixels.
-        label: class name.
-        label_index: class index.
-        score: probability of ``label`` (frame mode: from the class evidence inside the box;
-            faces mode: the face crop's classification).
-        map_score: frame mode: mean map value inside the blob; faces mode: detector score.
-    """
-
-    box: tuple[float, float, float, float]
-    label: str
-    label_index: int
-    score: float
-    map_score: float | None = None
-
-    def __post_init__(self) -> None:
-        if len(self.box) != 4 or not (self.box[2] >= self.box[0] and self.box[3] >= self.box[1]):
-            raise ValueError(f"box must be (x1, y1, x2, y2) with x2 >= x1 and y2 >= y1, but got {self.box}")
-
-
-@dataclass(frozen=True)
-class FrameResult:
-    """Everything the worker found in one frame.
-
-    Attributes:
-        frame: the input frame; ``frame.image`` is the (H, W, 3) uint8 BGR image the model saw
-            (grayscale / BGRA inputs already converted).
-        label: frame mode: predicted class of the whole frame; faces mode: None.
-        score: probability of ``label`` (frame mode), else None.
-        probs: (K,) class probabilities (frame mode), else None.
-        detections: boxes in frame pixels, best first.
-        heatmap: (h, w) uint8 map in [0, 255] covering the whole frame at any resolution
-            (frame mode: the model-input map, squashed like the input; faces mode: face maps
-            pasted at frame size), or None (faces mode with no face).
-        degenerate: frame mode: the map was all zero (constant/NaN activations).
-        n_components: PCA components used (PCA methods, frame mode), else None.
-        done_time: ``time.monotonic()`` when the worker finished the batch.
-        batch_size: frames in the batch this frame was processed in.
-    """
-
-    frame: Frame
-    label: str | None
-    score: float | None
-    probs: tuple[float, ...] | None
-    detections: tuple[Detection, ...]
-    heatmap: np.ndarray | None
-    degenerate: bool = False
-    n_components: int | None = None
-    done_time: float = 0.0
-    batch_size: int = 1
-
-
-@dataclass(frozen=True)
-class SkippedFrame:
-    """A frame that could not be processed (zero-size, bad channel count...)."""
-
-    frame: Frame
-    reason: str
-
-
-@dataclass(frozen=True)
-class Done:
-    """Last item the worker puts: ``error`` is set when it stopped on an exception."""
-
-    error: BaseException | None = None
-    frames_in: int = 0
-
-
-Item = Any  # FrameResult | SkippedFrame | SourceEvent | Done
-
-
-def as_bgr(image: Any) -> tuple[np.ndarray | None, str]:
-    """A frame image as (H, W, 3) uint8 BGR, or (None, reason) when it is unusable.
-
-    Grayscale (H, W) / (H, W, 1) and BGRA (H, W, 4) are converted; float images in [0, 1]
-    are scaled; zero-size images and other shapes are refused.
-    """
-    if not isinstance(image, np.ndarray):
-        return None, f"not an array ({type(image).__name__})"
-    if image.size == 0 or image.ndim < 2 or image.shape[0] == 0 or image.shape[1] == 0:
-        return None, f"zero-size image {tuple(image.shape)}"
-    if image.dtype != np.uint8:
-        im = image.astype(np.float32)
-        if not np.isfinite(im).all():
-            im = np.nan_to_num(im, nan=0.0, posinf=255.0, neginf=0.0)
-        if image.dtype.kind == "f" and im.max(initial=0) <= 1.0:
-            im = im * 255.0
-        image = np.clip(np.rint(im), 0, 255).astype(np.uint8)
-    if image.ndim == 3 and image.shape[2] == 1:
-        image = image[:, :, 0]
-    if image.ndim == 2:
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR), ""
-    if image.ndim == 3 and image.shape[2] == 4:
-        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR), ""
-    if image.ndim == 3 and image.shape[2] == 3:
-        return image, ""
-    return None, f"unsupported image shape {tuple(image.shape)}"
-
-
-# ---------------------------------------------------------------- backend adapter
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> cuda when available else cpu; ``cuda`` without CUDA is a UserError."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"device {name!r} requested but CUDA is not available (use --device cpu or auto)")
-    return torch.device(name)
-
-
-class TorchBackend:
-    """A ``CamModel`` with the Backend duck-type of ``core.backends`` (used when that is absent).
-
-    ``forward(images (B, 3, S, S)) -> (logits (B, K), acts (B, C, h, w))``,
-    ``head_weights() -> (W (K, C), b (K,))``, ``meta``, ``device``, ``dtype``.
-    """
-
-    def __init__(self, model: torch.nn.Module, meta: Any, device: torch.device, fp16: bool) -> None:
-        self.device = device
-        self.dtype = torch.float16 if fp16 else torch.float32
-        self.model = model.to(device=device, dtype=self.dtype).eval()
-        self.meta = meta
-
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        with torch.inference_mode():
-            return self.model(images.to(self.device, self.dtype))
-
-    def head_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
-        w, b = self.model.head_weights()
-        return w.detach().float(), b.detach().float()
-
-
-def resolve_threshold(cfg: WorkerConfig):
-    """The ``core.boxes.Threshold`` the worker draws boxes with.
+def resolve_method(cfg: WorkerConfig, thresholds: dict | None = None) -> tuple[Any, dict]:
+    """The ``core.boxes.Threshold`` the worker draws boxes with, and the method's options.
 
     ``threshold.mode: calibrated`` reads the checkpoint's stored threshold for ``cfg.method`` (no model
-    is built); an ONNX file given without its checkpoint, or a checkpoint without one for the method,
-    falls back to ``fraction`` at ``threshold.value``, with a log line saying so.
+    is built; ``thresholds`` may be given instead); an ONNX file given without its checkpoint, or a
+    checkpoint without one for the method, falls back to ``fraction`` at ``threshold.value``, with a log
+    line saying so. A model method (``haycam+hr``) also takes its calibrated options (the variant) from
+    the checkpoint, in any threshold mode.
     """
-    t = cfg.threshold
-    if t.mode != "calibrated":
-        return t.to_core()
     from core.boxes import Threshold
     from core.checkpoint import read_thresholds
-    from core.localization import threshold_from_dict
+    from core.localization import stored_threshold
 
-    if cfg.onnx_path is not None and cfg.checkpoint is None:
+    t = cfg.threshold
+    options: dict = {"variance_fraction": cfg.variance_fraction}
+    onnx_only = cfg.onnx_path is not None and cfg.checkpoint is None
+    where = f"checkpoint {cfg.checkpoint or 'shipped'}"
+    try:
+        needed = not onnx_only and (t.mode == "calibrated" or cfg.method in MODEL_METHODS)
+        stored = None if not needed else stored_threshold(
+            read_thresholds(cfg.checkpoint) if thresholds is None else thresholds, cfg.method, where)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    if cfg.method in MODEL_METHODS:
+        options = dict(stored.options) if stored is not None else {}
+        if stored is None or not stored.options:
+            log.info("method %s: no calibrated variant stored; using %s", cfg.method,
+                     MODEL_METHODS[cfg.method].default_options)
+    if t.mode != "calibrated":
+        return t.to_core(), options
+    if onnx_only:
         log.info("threshold: calibrated, but an ONNX file carries none; using fraction %.2f", t.value)
-        return t.to_core()
-    stored = read_thresholds(cfg.checkpoint).get(cfg.method)
+        return t.to_core(), options
     if stored is None:
         log.info("threshold: %s stores no calibrated threshold for %s; using fraction %.2f",
                  cfg.checkpoint or "the shipped model", cfg.method, t.value)
-        return t.to_core()
-    try:
-        fitted = threshold_from_dict(stored, f"checkpoint {cfg.checkpoint or 'shipped'}: thresholds[{cfg.method!r}]")
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
+        return t.to_core(), options
+    fitted = stored.threshold
     log.info("threshold: %s %.2f for %s (calibrated on val), min_area %.3f", fitted.mode, fitted.value,
              cfg.method, t.min_area)
-    return Threshold(fitted.mode, fitted.value, float(t.min_area))
+    return Threshold(fitted.mode, fitted.value, float(t.min_area)), options
+
+
+def resolve_threshold(cfg: WorkerConfig):
+    """The ``core.boxes.Threshold`` of :func:`resolve_method`."""
+    return resolve_method(cfg)[0]
 
 
 def create_backend(cfg: WorkerConfig) -> Any:
-    """The inference backend for ``cfg``: ``core.backends.create_backend`` when present, else torch."""
+    """The inference backend for ``cfg`` (``core.backends.create_backend`` with ``worker.backend_options``)."""
+    from core.backends import create_backend as _create
+    from core.checkpoint import CheckpointError
+
     try:
-        from core.backends import create_backend as _create
-    except ImportError:
-        _create = None
-    if _create is not None:
-        from core.checkpoint import CheckpointError
+        return _create(cfg.backend, checkpoint=cfg.checkpoint, device=cfg.device, fp16=cfg.fp16,
+                       onnx_path=cfg.onnx_path, **cfg.backend_kwargs())
+    except CheckpointError:
+        raise
+    except (ValueError, FileNotFoundError) as exc:  # unknown device, a missing ONNX file, a bad option...
+        raise UserError(f"worker.backend {cfg.backend!r}: {exc}") from None
 
-        try:
-            return _create(
-                cfg.backend, checkpoint=cfg.checkpoint, device=cfg.device, fp16=cfg.fp16, onnx_path=cfg.onnx_path
+
+# ---------------------------------------------------------------- processing steps
+# Processor.process is: usable_frames -> (faces mode: face_crops) -> model input -> Processor.explain ->
+# frame_results / face_results. The steps are separate so the ray engine (stream/engines/stages.py) runs the
+# very same ones on both sides of the network: the camera side prepares inputs and packs results, an
+# inference replica runs Processor.explain.
+
+
+def usable_frames(frames: Sequence[Frame]) -> tuple[list, list[Frame]]:
+    """Frames -> (items, good): ``items`` holds, per frame in order, the BGR uint8 Frame or a ``SkippedFrame``
+    (``stream.sources.normalize.to_bgr`` refuses it); ``good`` are the Frames of ``items``."""
+    items: list = []
+    good: list[Frame] = []
+    for f in frames:
+        img, reason, _ = to_bgr(f.image)
+        if img is None:
+            items.append(SkippedFrame(f, str(reason)))
+        else:
+            g = f if img is f.image else Frame(f.source_id, f.index, img, f.capture_time, f.pos_ms)
+            good.append(g)
+            items.append(g)
+    return items, good
+
+
+def shrink_large(images: Sequence[np.ndarray], size: tuple[int, int], fast_resize: bool = True) -> list[torch.Tensor]:
+    """BGR uint8 (h, w, 3) images -> (1, h', w', 3) uint8 CPU tensors; with ``fast_resize``, images over
+    4 S^2 pixels are shrunk to ``size`` as uint8 first (``core.frame_resize``), the others kept as they are."""
+    out = []
+    for im in images:
+        t = torch.from_numpy(np.ascontiguousarray(im))[None]
+        big = fast_resize and im.shape[0] * im.shape[1] > 4 * size[0] * size[1]
+        out.append(shrink_bgr_uint8(t, size) if big else t)
+    return out
+
+
+def small_to_input(small: Sequence[torch.Tensor], size: tuple[int, int], mean: Sequence[float],
+                   std: Sequence[float], dtype: torch.dtype) -> torch.Tensor:
+    """:func:`shrink_large` tensors -> (B, 3, S, S) model input (one ``bgr_to_input`` call when all sizes agree)."""
+    if len({tuple(t.shape) for t in small}) == 1:
+        return bgr_to_input(torch.cat(list(small)), size, mean, std, dtype)
+    return torch.cat([bgr_to_input(t, size, mean, std, dtype) for t in small])
+
+
+def face_crops(frames: Sequence[Frame], detector: Any, cfg: WorkerConfig) -> tuple[list, list, list]:
+    """Faces mode's first step: the detector over ``frames`` -> (crops, rects_per, scores_per).
+
+    Returns:
+        crops: BGR views, every face of every frame in frame order; rects_per: per frame (m, 4) int crop rects;
+        scores_per: per frame (m,) float32 detector scores (1 when the detector gives none).
+    """
+    dets_all = detector.detect([f.image for f in frames])
+    if len(dets_all) != len(frames):
+        raise RuntimeError(f"detector returned {len(dets_all)} results for {len(frames)} frames")
+    crops, rects_per, scores_per = [], [], []
+    for f, d in zip(frames, dets_all):
+        d = np.asarray(d, dtype=np.float32)
+        rects, keep = crop_rects(d, f.image.shape[:2], cfg.face_margin, cfg.max_faces)
+        rects_per.append(rects)
+        scores_per.append(d[keep, 4] if len(keep) and d.shape[1] > 4 else np.ones(len(keep), np.float32))
+        crops.extend(f.image[y1:y2, x1:x2] for x1, y1, x2, y2 in rects)
+    return crops, rects_per, scores_per
+
+
+def empty_output(n_classes: int, input_size: int, mode: str) -> dict:
+    """The :meth:`Processor.explain` output for zero images (a batch whose frames had no face)."""
+    s = int(input_size)
+    return {"probs": np.zeros((0, n_classes), np.float32), "labels": np.zeros(0, np.int64),
+            "maps": np.zeros((0, s, s), np.uint8), "degenerate": np.zeros(0, bool), "n_components": None,
+            "boxes": [] if mode == "frame" else None}
+
+
+def frame_results(frames: Sequence[Frame], out: dict, class_names: Sequence[str], input_size: tuple[int, int],
+                  done_time: float) -> list[FrameResult]:
+    """Frame mode's last step: :meth:`Processor.explain` output for ``frames`` -> one FrameResult each
+    (class of the frame, map, boxes scaled from model-input pixels to the frame)."""
+    names = tuple(class_names)
+    nc = out["n_components"]
+    results = []
+    for i, f in enumerate(frames):
+        h, w = f.image.shape[:2]
+        dets = Detections.empty(names)
+        if out["boxes"][i] is not None:
+            xyxy, ms, bp, bk = out["boxes"][i]
+            dets = Detections(scale_boxes(xyxy, input_size, (h, w)), bk, bp[np.arange(len(bk)), bk], names,
+                              map_score=ms)
+        k = int(out["labels"][i])
+        results.append(
+            FrameResult(
+                frame=f,
+                label=names[k],
+                score=float(out["probs"][i, k]),
+                probs=tuple(float(v) for v in out["probs"][i]),
+                detections=dets,
+                heatmap=out["maps"][i],
+                degenerate=bool(out["degenerate"][i]),
+                n_components=int(nc[i]) if nc is not None else None,
+                done_time=done_time,
+                batch_size=len(frames),
             )
-        except CheckpointError:
-            raise
-        except ValueError as exc:  # unknown device, fp16 on cpu, a missing ONNX file...
-            raise UserError(f"worker.backend {cfg.backend!r}: {exc}") from None
-    if cfg.backend != "torch":
-        raise UserError(f"worker.backend {cfg.backend!r} needs core.backends, which this checkout lacks; use torch")
-    from core.checkpoint import load_checkpoint
+        )
+    return results
 
-    device = resolve_device(cfg.device)
-    fp16 = (device.type == "cuda") if cfg.fp16 is None else bool(cfg.fp16)
-    if fp16 and device.type != "cuda":
-        raise UserError("worker.fp16 needs a cuda device (set fp16: null or false on cpu)")
-    ck = load_checkpoint(cfg.checkpoint)
-    return TorchBackend(ck.model, ck.meta, device, fp16)
+
+def face_results(frames: Sequence[Frame], rects_per: Sequence, scores_per: Sequence, out: dict,
+                 class_names: Sequence[str], done_time: float) -> list[FrameResult]:
+    """Faces mode's last step: :meth:`Processor.explain` output for every crop of :func:`face_crops`
+    -> one FrameResult per frame (a detection per face, the crop maps pasted into a frame-size map)."""
+    names = tuple(class_names)
+    results, j = [], 0
+    for i, f in enumerate(frames):
+        n = len(rects_per[i])
+        dets = Detections.empty(names)
+        if n:
+            k = np.asarray(out["labels"][j : j + n]).astype(np.int64)
+            dets = Detections(np.asarray(rects_per[i], np.float32).reshape(-1, 4), k,
+                              out["probs"][j : j + n][np.arange(n), k], names, map_score=scores_per[i])
+        heat = paste_maps(f.image.shape[:2], out["maps"][j : j + n], rects_per[i]) if n else None
+        j += n
+        results.append(FrameResult(frame=f, label=None, score=None, probs=None, detections=dets, heatmap=heat,
+                                   done_time=done_time, batch_size=len(frames)))
+    return results
 
 
 # ---------------------------------------------------------------- processor
@@ -251,13 +239,14 @@ class Processor:
     """Frames -> results with one forward pass per call (no threads).
 
     Args:
-        backend: see :class:`TorchBackend`.
+        backend: a ``core.backends`` backend (``forward``, ``head_weights``, ``meta``, ``device``, ``dtype``).
         cfg: worker settings (method, threshold, mode...).
         detector: faces mode: an object with ``detect(list of BGR images) -> list of (n, 5)``.
+        inference_only: only :meth:`explain` is used (an inference replica of the ray engine): no detector needed.
     """
 
-    def __init__(self, backend: Any, cfg: WorkerConfig, detector: Any = None) -> None:
-        if cfg.mode == "faces" and detector is None:
+    def __init__(self, backend: Any, cfg: WorkerConfig, detector: Any = None, inference_only: bool = False) -> None:
+        if cfg.mode == "faces" and detector is None and not inference_only:
             raise ValueError("faces mode needs a detector")
         self.backend = backend
         self.cfg = cfg
@@ -266,151 +255,85 @@ class Processor:
         self.class_names = tuple(self.meta.class_names)
         s = int(self.meta.input_size)
         self.input_size = (s, s)
-        self.threshold = resolve_threshold(cfg)
-        self.options = {"variance_fraction": cfg.variance_fraction}
+        self.threshold, self.options = resolve_method(cfg)
+        self.model_method = None
+        if cfg.method in MODEL_METHODS:
+            try:
+                self.model_method = build_model_method(cfg.method, backend, self.options)
+            except ValueError as exc:  # a variant this backend cannot run, bad stored options
+                raise UserError(f"worker.method {cfg.method!r}: {exc}") from None
         w, b = backend.head_weights()
         self.head_w = w.to(backend.device).float()
         self.head_b = b.to(backend.device).float()
 
-    # -- shared
     def _to_input(self, images: list[np.ndarray]) -> torch.Tensor:
         """(B, 3, S, S) model input; on CPU large frames are shrunk as uint8 first (core.frame_resize)."""
         dev = torch.device(self.backend.device)
         if dev.type != "cpu" or not self.cfg.fast_resize:
             return images_to_input(images, self.meta, dev, self.backend.dtype)
-        small = []
-        for im in images:
-            t = torch.from_numpy(np.ascontiguousarray(im))[None]
-            small.append(
-                shrink_bgr_uint8(t, self.input_size)
-                if im.shape[0] * im.shape[1] > 4 * self.input_size[0] * self.input_size[1]
-                else t
-            )
-        if len({tuple(t.shape) for t in small}) == 1:
-            return bgr_to_input(torch.cat(small), self.input_size, self.meta.mean, self.meta.std, self.backend.dtype)
-        return torch.cat(
-            [bgr_to_input(t, self.input_size, self.meta.mean, self.meta.std, self.backend.dtype) for t in small]
-        )
+        small = shrink_large(images, self.input_size)
+        return small_to_input(small, self.input_size, self.meta.mean, self.meta.std, self.backend.dtype)
 
-    def _forward_explain(self, images: list[np.ndarray]):
-        x = self._to_input(images)
+    def explain(self, x: torch.Tensor) -> dict:
+        """One forward + explanation of the model input ``x`` (B, 3, S, S).
+
+        Returns:
+            numpy arrays over the B images: ``probs`` (B, K) float32, ``labels`` (B,) int64 (argmax of the
+            logits; probabilities can tie in float32), ``maps`` (B, S, S) uint8, ``degenerate`` (B,) bool,
+            ``n_components`` (B,) int64 or None; ``boxes``: frame mode, per image None or (xyxy (m, 4) in
+            model-input pixels, map_score (m,), class probs (m, K), class (m,)); faces mode None.
+        """
         logits, acts = self.backend.forward(x)
         logits, acts = logits.float(), acts.float()
-        exp = explain_features(
-            logits,
-            acts,
-            self.cfg.method,
-            self.input_size,
-            head_weight=self.head_w,
-            threshold=self.threshold,
-            options=self.options,
-            with_boxes=self.cfg.mode == "frame",
-        )
-        maps_u8 = (exp.maps * 255.0).round_().clamp_(0, 255).to(torch.uint8).cpu().numpy()  # one copy per batch
-        return exp, acts, maps_u8
+        frame_mode = self.cfg.mode == "frame"
+        if self.model_method is not None:
+            exp = explain_model_method(self.model_method, x, logits, self.cfg.method, threshold=self.threshold,
+                                       with_boxes=frame_mode)
+        else:
+            exp = explain_features(
+                logits,
+                acts,
+                self.cfg.method,
+                self.input_size,
+                head_weight=self.head_w,
+                threshold=self.threshold,
+                options=self.options,
+                with_boxes=frame_mode,
+            )
+        boxes = None
+        if frame_mode:
+            box_logits = box_class_logits(class_evidence_maps(acts, self.head_w, self.head_b), exp.boxes,
+                                          self.input_size)
+            boxes = [
+                (np.array([b.xyxy for b in bxs]), np.array([b.score for b in bxs], np.float64),
+                 torch.softmax(box_logits[i], dim=1).numpy(), box_logits[i].argmax(dim=1).numpy())
+                if bxs else None
+                for i, bxs in enumerate(exp.boxes)
+            ]
+        return {
+            "probs": exp.probs.cpu().numpy(),
+            "labels": exp.labels.cpu().numpy().astype(np.int64),
+            "maps": (exp.maps * 255.0).round_().clamp_(0, 255).to(torch.uint8).cpu().numpy(),  # one copy per batch
+            "degenerate": exp.degenerate.cpu().numpy().astype(bool),
+            "n_components": None if exp.n_components is None else exp.n_components.cpu().numpy().astype(np.int64),
+            "boxes": boxes,
+        }
 
     def process(self, frames: Sequence[Frame]) -> list[FrameResult | SkippedFrame]:
         """Results for ``frames``, in order (unusable frames become ``SkippedFrame``)."""
-        good: list[Frame] = []
-        out: list[FrameResult | SkippedFrame | None] = []
-        for f in frames:
-            img, reason = as_bgr(f.image)
-            if img is None:
-                out.append(SkippedFrame(f, reason))
-            else:
-                good.append(f if img is f.image else Frame(f.source_id, f.index, img, f.capture_time, f.pos_ms))
-                out.append(None)
-        if good:
-            done = self._frames(good) if self.cfg.mode == "frame" else self._faces(good)
-            it = iter(done)
-            out = [r if r is not None else next(it) for r in out]
-        return out  # type: ignore[return-value]
-
-    # -- frame mode: one class per frame, map blobs as boxes labelled by their class evidence
-    def _frames(self, frames: list[Frame]) -> list[FrameResult]:
-        exp, acts, maps_u8 = self._forward_explain([f.image for f in frames])
-        probs = exp.probs.cpu().numpy()
-        labels = exp.labels.cpu().tolist()  # argmax of the logits (probabilities can tie in float32)
-        box_logits = box_class_logits(class_evidence_maps(acts, self.head_w, self.head_b), exp.boxes, self.input_size)
-        ncomp = exp.n_components.cpu().tolist() if exp.n_components is not None else None
-        degenerate = exp.degenerate.cpu().tolist()
-        t = time.monotonic()
-        results = []
-        for i, f in enumerate(frames):
-            h, w = f.image.shape[:2]
-            boxes = exp.boxes[i]
-            dets: list[Detection] = []
-            if boxes:
-                xyxy = scale_boxes(np.array([b.xyxy for b in boxes]), self.input_size, (h, w))
-                bp = torch.softmax(box_logits[i], dim=1).numpy()
-                bk = box_logits[i].argmax(dim=1).tolist()
-                for bx, xy, p, k in zip(boxes, xyxy, bp, bk):
-                    dets.append(
-                        Detection(tuple(float(v) for v in xy), self.class_names[k], k, float(p[k]), float(bx.score))
-                    )
-            k = int(labels[i])
-            results.append(
-                FrameResult(
-                    frame=f,
-                    label=self.class_names[k],
-                    score=float(probs[i, k]),
-                    probs=tuple(float(v) for v in probs[i]),
-                    detections=tuple(dets),
-                    heatmap=maps_u8[i],
-                    degenerate=bool(degenerate[i]),
-                    n_components=int(ncomp[i]) if ncomp is not None else None,
-                    done_time=t,
-                    batch_size=len(frames),
-                )
-            )
-        return results
-
-    # -- faces mode: detector, then every face of every frame in ONE batch
-    def _faces(self, frames: list[Frame]) -> list[FrameResult]:
-        dets_all = self.detector.detect([f.image for f in frames])
-        if len(dets_all) != len(frames):
-            raise RuntimeError(f"detector returned {len(dets_all)} results for {len(frames)} frames")
-        crops, owners, rects_per, scores_per = [], [], [], []
-        for i, (f, d) in enumerate(zip(frames, dets_all)):
-            rects, keep = crop_rects(
-                np.asarray(d, dtype=np.float32), f.image.shape[:2], self.cfg.face_margin, self.cfg.max_faces
-            )
-            d = np.asarray(d, dtype=np.float32)
-            rects_per.append(rects)
-            scores_per.append(d[keep, 4] if len(keep) and d.shape[1] > 4 else np.ones(len(keep), np.float32))
-            for x1, y1, x2, y2 in rects:
-                crops.append(f.image[y1:y2, x1:x2])
-                owners.append(i)
-        t_probs = np.zeros((0, len(self.class_names)), np.float32)
-        t_labels = np.zeros(0, np.int64)
-        maps_u8 = np.zeros((0,) + self.input_size, np.uint8)
-        if crops:
-            exp, _, maps_u8 = self._forward_explain(crops)
-            t_probs = exp.probs.cpu().numpy()
-            t_labels = exp.labels.cpu().numpy()
-        t = time.monotonic()
-        results, j = [], 0
-        for i, f in enumerate(frames):
-            n = len(rects_per[i])
-            dets = []
-            for r, p, k, s in zip(rects_per[i], t_probs[j : j + n], t_labels[j : j + n], scores_per[i]):
-                k = int(k)
-                dets.append(Detection(tuple(float(v) for v in r), self.class_names[k], k, float(p[k]), float(s)))
-            heat = paste_maps(f.image.shape[:2], maps_u8[j : j + n], rects_per[i]) if n else None
-            j += n
-            results.append(
-                FrameResult(
-                    frame=f,
-                    label=None,
-                    score=None,
-                    probs=None,
-                    detections=tuple(dets),
-                    heatmap=heat,
-                    done_time=t,
-                    batch_size=len(frames),
-                )
-            )
-        return results
+        items, good = usable_frames(frames)
+        if not good:
+            return items
+        if self.cfg.mode == "frame":  # one class per frame, map blobs as boxes labelled by their class evidence
+            out = self.explain(self._to_input([f.image for f in good]))
+            made = frame_results(good, out, self.class_names, self.input_size, time.monotonic())
+        else:  # the detector, then every face of every frame in ONE batch
+            crops, rects_per, scores_per = face_crops(good, self.detector, self.cfg)
+            out = (self.explain(self._to_input(crops)) if crops
+                   else empty_output(len(self.class_names), self.input_size[0], self.cfg.mode))
+            made = face_results(good, rects_per, scores_per, out, self.class_names, time.monotonic())
+        it = iter(made)
+        return [next(it) if isinstance(x, Frame) else x for x in items]
 
 
 # ---------------------------------------------------------------- the worker thread

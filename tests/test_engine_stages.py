@@ -16,8 +16,8 @@ from stream.config import ThresholdConfig, WorkerConfig
 from stream.engines.resume import ResumeAfter
 from stream.engines.stages import CameraStage, InferenceCore, model_inputs
 from stream.frames import Frame, SourceEvent, SourceState
-from stream.results import FrameResult
-from stream.worker import Processor, SkippedFrame
+from stream.results import FrameResult, SkippedFrame
+from stream.worker import Processor
 from tests._stream_fakes import FakeDetector, FakeSource, make_frame, save_seeded_checkpoint, torch_backend, write_video
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,6 +90,20 @@ def test_frame_mode_split_equals_local_processor(backend, size) -> None:
     assert sum(len(r.detections) for r in remote if isinstance(r, FrameResult)) > 0
     _same(local, remote, exact=True)
     _same(local, _split_run(stage, core, frames, cut=3), exact=False)  # two cameras' requests in one forward
+
+
+def test_model_method_split_equals_local_processor(backend, tmp_path) -> None:
+    """haycam+hr needs the model input itself: the replica runs it on what the camera sent, as Processor does."""
+    ck = save_seeded_checkpoint(tmp_path / "m.pt", input_size=64)
+    cfg = WorkerConfig(device="cpu", method="haycam+hr", checkpoint=str(ck),
+                       threshold=ThresholdConfig(mode="fraction", value=0.5, min_area=0.0))
+    frames = _frames(300, 400, 3) + _frames(48, 64, 2)
+    local = Processor(backend, cfg).process(frames)
+    core = InferenceCore(backend, cfg)
+    assert core.proc.model_method is not None
+    remote = _split_run(CameraStage(core.info, cfg), core, frames, cut=3)  # a uint8 and a float request, one forward
+    assert sum(len(r.detections) for r in remote) > 0
+    _same(local, remote, exact=True)
 
 
 def test_faces_mode_split_equals_local_processor(backend) -> None:

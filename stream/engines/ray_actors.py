@@ -33,8 +33,8 @@ from stream.config import Config
 from stream.engines.resume import ResumeAfter
 from stream.engines.stages import CameraStage, InferenceCore, ModelInfo, PassThrough, empty_output
 from stream.frames import SourceStats
-from stream.results import FrameResult
-from stream.worker import BatchWorker, Done
+from stream.results import Done, FrameResult
+from stream.worker import BatchWorker
 
 log = logging.getLogger(__name__)
 

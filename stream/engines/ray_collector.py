@@ -17,8 +17,7 @@ from stream.config import Config
 from stream.errors import UserError
 from stream.frames import SourceEvent, SourceState, SourceStats
 from stream.redact import redact_text
-from stream.results import FrameResult
-from stream.worker import Done, SkippedFrame  # the local Pipeline's classes (issue 12 moves them to stream.results)
+from stream.results import Done, FrameResult, SkippedFrame
 
 log = logging.getLogger(__name__)
 
