@@ -83,7 +83,7 @@ class FrameResult:
         probs: (K,) class probabilities (frame mode), else None.
         detections: boxes in frame pixels, best first.
         heatmap: (h, w) uint8 map in [0, 255] covering the whole frame at any resolution
-            (frame mode: the model-input map, squashed like the input; faces mode: face maps
+            (frame mode: the model's native map, e.g. 7x7, squashed like the input; faces mode: face maps
             pasted at frame size), or None (faces mode with no face).
         degenerate: frame mode: the map was all zero (constant/NaN activations).
         n_components: PCA components used (PCA methods, frame mode), else None.
@@ -305,8 +305,10 @@ class Processor:
             threshold=self.threshold,
             options=self.options,
             with_boxes=self.cfg.mode == "frame",
+            full_maps=False,  # boxes come from the small grid; the overlay upsamples what it draws
         )
-        maps_u8 = (exp.maps * 255.0).round_().clamp_(0, 255).to(torch.uint8).cpu().numpy()  # one copy per batch
+        # (B, h, w) native maps (7x7 for 224 px), one small copy per batch; heatmaps are never made at full size here
+        maps_u8 = (exp.low_res_maps * 255.0).round_().clamp_(0, 255).to(torch.uint8).cpu().numpy()
         return exp, acts, maps_u8
 
     def process(self, frames: Sequence[Frame]) -> list[FrameResult | SkippedFrame]:
@@ -383,7 +385,7 @@ class Processor:
                 owners.append(i)
         t_probs = np.zeros((0, len(self.class_names)), np.float32)
         t_labels = np.zeros(0, np.int64)
-        maps_u8 = np.zeros((0,) + self.input_size, np.uint8)
+        maps_u8 = np.zeros((0, 1, 1), np.uint8)
         if crops:
             exp, _, maps_u8 = self._forward_explain(crops)
             t_probs = exp.probs.cpu().numpy()
