@@ -100,7 +100,7 @@ bench() {
   local fp=--fp16; [ "$DEV" = cpu ] && fp=""
   "$PY" -m tools.bench --device "$DEV" $fp --backbone resnet18 --batch-sizes "$bs" --methods forward,haycam+ \
     --backends torch,onnxruntime --iters "$it" --warmup "$wu" --rounds 2 --time-budget "$tb" --no-rerun \
-    --out "$WORK/bench" 2>&1 | grep -v "onnxruntime:Default"
+    --out "$WORK/bench" 2>&1 | grep --line-buffered -v "onnxruntime:Default"
   return "${PIPESTATUS[0]}"
 }
 

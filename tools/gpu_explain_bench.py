@@ -130,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append({"batch": bs, "row": "forward, CUDA graph", "error": f"{type(exc).__name__}: {exc}"})
                 print(f"  CUDA graph capture failed: {exc}", flush=True)
         if bs == 1 and a.compile:
+            finish()  # keep the rows so far should the compile outlast the stage's timeout
             t0 = time.perf_counter()
             try:
                 cm = torch.compile(model, mode="reduce-overhead" if dev.type == "cuda" else "default")
