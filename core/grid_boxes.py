@@ -231,7 +231,7 @@ def boxes_from_grid(
         maps: (B, h, w) normalised native maps in [0, 1], any device (the work stays there).
         input_size: (H, W) of the model input; boxes are in its pixels.
         spec: threshold (default: 0.5 of the max), applied on the grid map.
-        factor: grid cells per native cell along each side.
+        factor: grid cells per native cell along each side (at most input pixels per native cell).
         degenerate: optional (B,) bool; those maps give no box.
         labeller: ``torch`` (:func:`label_components` on the maps' device), ``host`` (one OpenCV call for
             the whole batch, :func:`host_component_stats`) or ``auto``: host for CPU maps, torch otherwise.
@@ -241,7 +241,10 @@ def boxes_from_grid(
         B lists of ``Box`` in input pixels, best score (mean grid value in the blob) first.
     """
     spec = spec or Threshold()
-    g = grid_maps(maps, int(factor), degenerate)
+    h, w = maps.shape[-2:]
+    # never finer than the input's pixels: maps already at input size are their own grid
+    factor = max(1, min(int(factor), int(input_size[0]) // h, int(input_size[1]) // w))
+    g = grid_maps(maps, factor, degenerate)
     if labeller not in LABELLERS:
         raise ValueError(f"labeller must be one of {list(LABELLERS)}, but got {labeller!r}")
     mask = masks_from_maps(g, spec)
