@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from torchvision import models as tvm
 
 from core.boxes import Box, Threshold, boxes_from_maps
-from core.cams import CamInputs, get_method
+from core.cams import MODEL_METHODS, CamInputs, build_model_method, check_method, get_method
 from core.gradients import analytic_grads, autograd_grads
 from core.grid_boxes import DEFAULT_BOX_FACTOR, boxes_from_grid, check_box_resolution
 from core.hooks import HookedModel
@@ -132,8 +132,23 @@ def explain_features(
             g, bad_g = sanitize(grads.detach().float())
             bad = bad | bad_g
     result = spec.fn(CamInputs(acts32, g, dict(options or {})))
-    maps_small, degenerate = normalize_maps(result.raw.float(), bad)
-    raw = torch.where(degenerate.view(-1, 1, 1), torch.zeros_like(result.raw.float()), result.raw.float())
+    return _finish(method, logits, tgt, result.raw, bad, input_size, threshold, with_boxes, result.n_components,
+                   box_resolution, full_maps)
+
+
+def _finish(method: str, logits: Tensor, tgt: Tensor, raw: Tensor, bad: Tensor, input_size: tuple[int, int],
+            threshold: Threshold | None, with_boxes: bool, n_components: Tensor | None = None,
+            box_resolution: int | str = DEFAULT_BOX_FACTOR, full_maps: bool = True) -> Explanation:
+    """Raw maps (B, h, w) -> normalised native maps (B, h, w), boxes and, if asked, (B, H, W) maps in [0, 1].
+
+    Boxes are cut on the native map's grid (``core.grid_boxes``; never finer than the input's pixels)
+    unless ``box_resolution`` is ``"full"``; the input-size maps are made only when ``full_maps`` is set
+    or the full-size boxes need them.
+    """
+    box_resolution = check_box_resolution(box_resolution)
+    raw = raw.float()
+    maps_small, degenerate = normalize_maps(raw, bad)
+    raw = torch.where(degenerate.view(-1, 1, 1), torch.zeros_like(raw), raw)
     # Once more at native size: maps of tiny activations (span near NORM_EPS) then span [0, 1] too.
     low_res, _ = normalize_maps(maps_small, degenerate)
     full = box_resolution == "full"
@@ -149,7 +164,41 @@ def explain_features(
     else:
         boxes = boxes_from_grid(low_res, tuple(input_size), threshold, int(box_resolution), degenerate)
     return Explanation(method, logits.detach(), logits.detach().argmax(1), tgt, raw, maps if full_maps else None,
-                       boxes, degenerate, result.n_components, low_res)
+                       boxes, degenerate, n_components, low_res)
+
+
+def explain_model_method(
+    runner: Any,
+    images: Tensor,
+    logits: Tensor,
+    method: str,
+    target: int | Sequence[int] | Tensor | None = None,
+    *,
+    threshold: Threshold | None = None,
+    with_boxes: bool = True,
+    box_resolution: int | str = DEFAULT_BOX_FACTOR,
+    full_maps: bool = True,
+) -> Explanation:
+    """Maps and boxes of a model method (``core.cams.MODEL_METHODS``, e.g. ``haycam+hr``).
+
+    Args:
+        runner: from ``core.cams.build_model_method(method, model, options)`` (built once per model).
+        images: (B, 3, H, W) the normalised input the logits came from.
+        logits: (B, K) of the plain forward (the class is the model's own decision).
+        method: the method's name (recorded in the result).
+        target: None, one int, or B ints (class-agnostic methods record it only).
+        threshold: how maps become boxes.
+        with_boxes: compute boxes (False leaves B empty lists).
+        box_resolution: grid factor the boxes are cut at, or ``"full"`` (see :func:`explain_features`;
+            ``haycam+hr``'s native map is 14x14 at 224 px, so its grid stops at the input's pixels).
+        full_maps: make ``maps`` at input size; False leaves it None (only ``low_res_maps``).
+    """
+    box_resolution = check_box_resolution(box_resolution)
+    tgt = resolve_target(target, logits)
+    with torch.no_grad():
+        raw, bad = runner(images, logits=logits)
+    size = (int(images.shape[2]), int(images.shape[3]))
+    return _finish(method, logits, tgt, raw, bad, size, threshold, with_boxes, None, box_resolution, full_maps)
 
 
 def _as_feature_model(model: Any, layer: nn.Module | None) -> Any:
@@ -188,10 +237,12 @@ def explain(
             classifier; any other classifier together with ``layer``; or an inference
             backend with ``forward(images) -> (logits, acts)`` and ``head_weights()``.
         images: (B, 3, H, W) float tensor, already normalised for the model, on its device.
-        method: one of ``gradcam``, ``gradcam++``, ``layercam``, ``eigencam``, ``haycam``, ``haycam+``.
+        method: one of ``gradcam``, ``gradcam++``, ``layercam``, ``eigencam``, ``haycam``, ``haycam+``, or
+            the model method ``haycam+hr`` (``core.cams.MODEL_METHODS``: it runs extra forwards).
         target: None (explain the predicted class), one class index, or B indices.
         threshold: box threshold (default 0.5 of each map's max).
-        options: method options, e.g. ``{"variance_fraction": 0.9}``.
+        options: method options, e.g. ``{"variance_fraction": 0.9}``; for ``haycam+hr`` its variant
+            (``core.cams.haycam_hr.HiResConfig`` fields; default ``core.cams.haycam_hr.DEFAULT_HR``).
         grad_mode: ``auto`` (analytic for GAP + linear heads, else autograd),
             ``analytic`` or ``autograd``.
         layer: the conv layer to explain, for models other than the above.
@@ -207,8 +258,18 @@ def explain(
         raise ValueError(f"`images` must be a float tensor, but got dtype {images.dtype}")
     if grad_mode not in GRAD_MODES:
         raise ValueError(f"`grad_mode` must be one of {list(GRAD_MODES)}, but got {grad_mode!r}")
-    spec = get_method(method)
+    check_method(method)
     fm = _as_feature_model(model, layer)
+    if method in MODEL_METHODS:
+        if isinstance(fm, HookedModel):
+            raise ValueError(f"map method {method!r} needs a maskstream CamModel (or a torchvision ResNet / "
+                             "MobileNetV2, or an inference backend), not a model hooked at `layer`")
+        runner = build_model_method(method, fm, options)
+        with torch.no_grad():
+            logits = fm(images)[0] if isinstance(fm, nn.Module) else fm.forward(images)[0]
+        return explain_model_method(runner, images, logits, method, target, threshold=threshold,
+                                    box_resolution=box_resolution)
+    spec = get_method(method)
     hooked = isinstance(fm, HookedModel)
     size = (int(images.shape[2]), int(images.shape[3]))
     if spec.needs_grads and hooked:

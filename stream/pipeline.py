@@ -28,9 +28,10 @@ from stream.errors import UserError
 from stream.frames import FrameSource, SourceEvent
 from stream.overlay import HeatmapAnnotator, annotate, build_annotators
 from stream.redact import redact_text
-from stream.sinks import EventsSink, SnapshotSink, VideoSink
+from stream.results import Done, FrameResult, SkippedFrame
+from stream.sinks import SINKS, SinkContext
 from stream.summary import RunSummary
-from stream.worker import BatchWorker, Done, FrameResult, Processor, SkippedFrame, create_backend
+from stream.worker import BatchWorker, Processor, create_backend
 
 log = logging.getLogger(__name__)
 
@@ -294,17 +295,13 @@ def create_detector(name: str | None) -> Any:
         raise UserError(f"worker.detector {name!r}: {exc}") from None
 
 
-def build_sinks(cfg: Config, source_ids: list[str], fps: dict[str, float | None]) -> list:
-    """Sinks for ``cfg.sinks`` (video, events, snapshots), not entered yet."""
-    sc = cfg.sinks
-    sinks: list = []
-    if sc.output:
-        sinks.append(VideoSink(sc.output, source_ids, {sid: (sc.video_fps or f) for sid, f in fps.items()}))
-    if sc.events:
-        sinks.append(EventsSink(sc.events))
-    if sc.snapshots:
-        sinks.append(SnapshotSink(sc.snapshots, sc.snapshot_labels, sc.snapshot_interval_s))
-    return sinks
+def build_sinks(
+    cfg: Config, source_ids: list[str], fps: dict[str, float | None], class_names: Sequence[str] = ()
+) -> list:
+    """The configured sinks (every registered type in ``stream.sinks.SINKS`` that is on), not entered yet."""
+    ctx = SinkContext(list(source_ids), dict(fps), tuple(class_names))
+    sinks = (t.build(cfg.sinks.options(t.name), ctx) for t in SINKS.values())
+    return [s for s in sinks if s is not None]
 
 
 def build_pipeline(
@@ -345,7 +342,7 @@ def build_pipeline(
     pipe = Pipeline(
         sources,
         processor.process,
-        sinks=build_sinks(cfg, ids, fps),
+        sinks=build_sinks(cfg, ids, fps, summary_names),
         display=Display(cfg.sinks.display),
         batch_size=cfg.worker.batch_size,
         batch_timeout_s=cfg.worker.batch_timeout_ms / 1000.0,

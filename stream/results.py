@@ -162,9 +162,10 @@ class FrameResult:
         label: frame mode: predicted class of the whole frame; faces mode: None.
         score: probability of ``label`` (frame mode), else None.
         probs: (K,) class probabilities (frame mode), else None.
-        detections: the frame's boxes in frame pixels, best first.
+        detections: the frame's boxes in frame pixels, best first (a sequence of :class:`Detection` is
+            converted with ``Detections.from_list``).
         heatmap: (h, w) uint8 map in [0, 255] covering the whole frame at any resolution
-            (frame mode: the model-input map, squashed like the input; faces mode: face maps
+            (frame mode: the model's native map, e.g. 7x7, squashed like the input; faces mode: face maps
             pasted at frame size), or None (faces mode with no face).
         degenerate: frame mode: the map was all zero (constant/NaN activations).
         n_components: PCA components used (PCA methods, frame mode), else None.
@@ -184,6 +185,10 @@ class FrameResult:
     done_time: float = 0.0
     batch_size: int = 1
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.detections, Detections):  # a list of Detection rows, e.g. built by hand
+            object.__setattr__(self, "detections", Detections.from_list(list(self.detections)))
 
     @property
     def source_id(self) -> str:

@@ -21,9 +21,9 @@ import torch
 
 from core.cams import METHODS
 from core.checkpoint import load_checkpoint
+from core.evaluation.eval import compute_maps, load_splits, make_crops
 from core.grid_boxes import check_box_resolution
 from core.localization import box_scores, calibrate_threshold, predicted_boxes, threshold_candidates
-from tools.eval import compute_maps, load_splits, make_crops
 
 
 def main(argv: list[str] | None = None) -> int:

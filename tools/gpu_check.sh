@@ -8,7 +8,7 @@
 # Stages (each under its own hard timeout, its exit code recorded; one failure never loses the others):
 #   diag      python, nvidia-smi, torch, onnxruntime and its providers
 #   tests     pytest tests/test_grid_boxes.py on CUDA (CPU and CUDA boxes agree)
-#   bench     tools/bench.py: bare forward vs HayCAM+ with boxes, torch and onnxruntime, ResNet18 224 px fp16,
+#   bench     core/bench.py: bare forward vs HayCAM+ with boxes, torch and onnxruntime, ResNet18 224 px fp16,
 #             batch 128, 1, 32, 8 (img/s, p50, x own forward)
 #   explain   tools/gpu_explain_bench.py: where the time goes (map vs boxes, grid vs full-size boxes) and the
 #             batch-1 forward from a CUDA graph and from torch.compile(mode="reduce-overhead")
@@ -98,7 +98,7 @@ bench() {
   local bs="128,1,32,8" it=40 wu=10 tb=50
   [ "$QUICK" = 1 ] && { bs="4,1"; it=2; wu=1; tb=40; }
   local fp=--fp16; [ "$DEV" = cpu ] && fp=""
-  "$PY" -m tools.bench --device "$DEV" $fp --backbone resnet18 --batch-sizes "$bs" --methods forward,haycam+ \
+  "$PY" -m core.bench --device "$DEV" $fp --backbone resnet18 --batch-sizes "$bs" --methods forward,haycam+ \
     --backends torch,onnxruntime --iters "$it" --warmup "$wu" --rounds 2 --time-budget "$tb" --no-rerun \
     --out "$WORK/bench" 2>&1 | grep --line-buffered -v "onnxruntime:Default"
   return "${PIPESTATUS[0]}"

@@ -34,7 +34,7 @@ def _h(text: str) -> str:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from core.cams import METHODS
+    from core.cams import method_names
 
     p.add_argument(
         "--source",
@@ -53,7 +53,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="FILE",
         default=None,
         help=_h(
-            "YAML config overlaid on configs/default.yaml; a bare name picks configs/NAME.yaml (webcam, rtsp, offline)"
+            "YAML config overlaid on the defaults (configs/default.yaml); a bare name picks a bundled "
+            "config: webcam, rtsp, offline"
         ),
     )
     p.add_argument(
@@ -67,9 +68,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--method",
-        choices=list(METHODS),
+        choices=list(method_names()),
         default=None,
-        help=_h("saliency map method (config: worker.method, default haycam+)"),
+        help=_h(
+            "saliency map method (config: worker.method, default haycam+); haycam+hr: the finer map, with the "
+            "variant and threshold calibrated in the checkpoint (several forwards per batch)"
+        ),
     )
     p.add_argument(
         "--output",

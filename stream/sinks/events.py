@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -23,8 +24,9 @@ import numpy as np
 from stream.errors import UserError
 from stream.frames import SourceEvent
 from stream.redact import redact_text
+from stream.results import FrameResult, SkippedFrame
 from stream.sinks.base import Sink, wall_time
-from stream.worker import FrameResult, SkippedFrame
+from stream.sinks.registry import SinkContext, register_sink
 
 FLUSH_S = 1.0
 
@@ -78,6 +80,14 @@ def state_event(ev: SourceEvent) -> dict:
     }
 
 
+@dataclass(frozen=True)
+class EventsOptions:
+    """``sinks.events``: the JSON Lines events file (None: no events)."""
+
+    events: str | None = None
+
+
+@register_sink("events", EventsOptions, flat=True)
 class EventsSink(Sink):
     """Events to a ``.jsonl`` file (created with its parent directory; truncated)."""
 
@@ -90,6 +100,11 @@ class EventsSink(Sink):
             raise UserError(f"events {self.path}: cannot be written ({exc.strerror or exc})") from None
         self._last_flush = time.monotonic()
         self.lines = 0
+
+    @classmethod
+    def from_options(cls, opts: EventsOptions, ctx: SinkContext) -> "EventsSink | None":
+        """The sink for ``sinks.events`` (None when unset)."""
+        return cls(opts.events) if opts.events else None
 
     def _emit(self, obj: dict) -> None:
         if self._f is None:

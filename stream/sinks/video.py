@@ -9,14 +9,16 @@ first frames (declared rate when known), or ``fps`` when set.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from stream.errors import UserError
+from stream.errors import UserError, check
+from stream.results import FrameResult
 from stream.sinks.base import Sink
-from stream.worker import FrameResult
+from stream.sinks.registry import SinkContext, register_sink
 
 log = logging.getLogger(__name__)
 FOURCC = {".mp4": "mp4v", ".avi": "MJPG"}
@@ -90,6 +92,28 @@ class _Writer:
                 self.writer = None
 
 
+@dataclass(frozen=True)
+class VideoOptions:
+    """``sinks.output`` / ``sinks.video_fps``.
+
+    Attributes:
+        output: annotated video file (.mp4: mp4v, .avi: MJPG); several sources write
+            ``<stem>-<k>.<ext>`` (k = source position). None: no video.
+        video_fps: fps written to the video; None: the file's fps, or the measured rate for live.
+    """
+
+    output: str | None = None
+    video_fps: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.output is not None:
+            check(Path(self.output).suffix.lower() in FOURCC, "output",
+                  f"must end in .mp4 (mp4v) or .avi (MJPG), got {self.output!r}")
+        check(self.video_fps is None or 0 < self.video_fps <= 1000, "video_fps",
+              f"must be in (0, 1000] or null, got {self.video_fps}")
+
+
+@register_sink("video", VideoOptions, flat=True)
 class VideoSink(Sink):
     """Annotated frames to video files.
 
@@ -106,6 +130,13 @@ class VideoSink(Sink):
         fps = fps or {}
         self.paths = output_paths(p, len(source_ids))
         self._writers = {sid: _Writer(pth, fps.get(sid)) for sid, pth in zip(source_ids, self.paths)}
+
+    @classmethod
+    def from_options(cls, opts: VideoOptions, ctx: SinkContext) -> "VideoSink | None":
+        """The sink for ``sinks.output`` (None when unset)."""
+        if not opts.output:
+            return None
+        return cls(opts.output, list(ctx.source_ids), {sid: (opts.video_fps or f) for sid, f in ctx.fps.items()})
 
     def write(self, result: FrameResult, annotated: np.ndarray) -> None:
         w = self._writers.get(result.frame.source_id)
