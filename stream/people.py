@@ -61,7 +61,7 @@ class Person:
     last_t: float
     frames_seen: int = 0
     probs: np.ndarray | None = None  # (K,) last classification
-    map_u8: np.ndarray | None = None  # (S, S) last map
+    map_u8: np.ndarray | None = None  # (h, w) last map, at the method's native size (pasted at the box)
     last_classified: int = -1  # frame index of the last classification (scheduled)
     seconds: dict[str, float] = field(default_factory=dict)
     ranges: list[tuple[str, float, float]] = field(default_factory=list)

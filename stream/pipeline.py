@@ -121,7 +121,7 @@ class Pipeline:
         self.join_timeout_s = join_timeout_s
         self.summary = RunSummary(self.class_names)
         self._stop_reason: str | None = None
-        self.worker: BatchWorker | None = None
+        self.worker: Any = None  # BatchWorker, or another engine's collector thread
         self.on_result: Callable[[FrameResult, float], None] | None = None  # hook for tools (soak, bench)
         self.people: Any = None  # stream.people.PeopleStage: its "left" events are flushed at each source's end
 
@@ -136,9 +136,7 @@ class Pipeline:
         summary = self.summary
         stop = threading.Event()
         out: queue.Queue = queue.Queue(maxsize=self.queue_size)
-        self.worker = BatchWorker(
-            self.sources, self.process, out, stop, self.batch_size, self.batch_timeout_s, self.max_frames
-        )
+        self.worker = self._make_worker(out, stop)
         try:
             with contextlib.ExitStack() as stack:
                 for s in self.sinks:
@@ -167,6 +165,10 @@ class Pipeline:
             summary.add_source_stats([getattr(s, "stats", None) for s in self.sources if getattr(s, "stats", None)])
             summary.finish()
         return summary
+
+    def _make_worker(self, out: queue.Queue, stop: threading.Event) -> Any:
+        """The thread that fills ``out`` (results, skips, events, then Done); other engines override it."""
+        return BatchWorker(self.sources, self.process, out, stop, self.batch_size, self.batch_timeout_s, self.max_frames)
 
     def _stop_worker(self, stop: threading.Event) -> None:
         stop.set()

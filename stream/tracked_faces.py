@@ -53,7 +53,7 @@ def process_tracked_faces(proc: Any, frames: Sequence[Frame], stage: PeopleStage
     """Faces-mode results for ``frames`` with tracking (see the module docstring).
 
     Args:
-        proc: the ``stream.worker.Processor`` (its detector, config and ``_forward_explain``).
+        proc: the ``stream.worker.Processor`` (its detector, config, ``_to_input`` and ``explain``).
         frames: usable frames (BGR), any mix of sources, each source's frames in order.
         stage: the people stage.
 
@@ -95,8 +95,8 @@ def process_tracked_faces(proc: Any, frames: Sequence[Frame], stage: PeopleStage
             cv2.resize(c, (s_w, s_h), interpolation=cv2.INTER_LINEAR) if c.shape[0] <= s_h and c.shape[1] <= s_w else c
             for c in crops
         ]
-        exp, _, maps_u8 = proc._forward_explain(batch)
-        probs = exp.probs.float().cpu().numpy()
+        out = proc.explain(proc._to_input(batch))
+        probs, maps_u8 = out["probs"], out["maps"]  # maps: (n, h, w) uint8 at the method's native size
     t_done = time.monotonic()
     results = []
     for f, sp, step, idx, first, events, det_scores in plans:
