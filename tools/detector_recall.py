@@ -56,11 +56,28 @@ def parse_spec(spec: str) -> tuple[str, dict]:
     return name, opts
 
 
-def load(data: Path, limit: int | None) -> list[tuple[dict, np.ndarray]]:
+SPLITS = ("all", "train", "val", "trainval", "test")
+
+
+def split_files(data: Path, split: str) -> set[str] | None:
+    """Files of ``split`` of THE split (:func:`core.data.splits.voc_split`); None for ``all``."""
+    if split == "all":
+        return None
+    from core.data.splits import voc_split
+    from core.data.voc import read_duplicate_groups, read_voc
+
+    parts = voc_split(read_voc(data), read_duplicate_groups(data))
+    sides = ("train", "val") if split == "trainval" else (split,)
+    return {im.file for side in sides for im in parts[side]}
+
+
+def load(data: Path, limit: int | None, split: str = "all") -> list[tuple[dict, np.ndarray]]:
+    """(annotation, BGR image) of the first ``limit`` photos of ``split``, in annotation order."""
     ann_path = data / "annotations.json"
     if not ann_path.is_file():
         raise SystemExit(f"{ann_path} not found (pass --data)")
-    anns = json.loads(ann_path.read_text())[: limit or None]
+    keep = split_files(data, split)
+    anns = [a for a in json.loads(ann_path.read_text()) if keep is None or a["file"] in keep][: limit or None]
     out = []
     for a in anns:
         img = cv2.imread(str(data / a["file"]), cv2.IMREAD_COLOR)
@@ -150,6 +167,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="facemask_voc folder (annotations.json + images/)")
     p.add_argument("--limit", type=int, default=None, help="first N photos only")
     p.add_argument(
+        "--split",
+        choices=SPLITS,
+        default="all",
+        help="side of THE split (core.data.splits.voc_split): choose options on trainval, report test only",
+    )
+    p.add_argument(
         "--detectors",
         default=",".join(DETECTORS),
         help="semicolon- or comma-separated specs name[:k=v,...]; "
@@ -162,8 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     sep = ";" if ";" in args.detectors else ","
     specs = [s.strip() for s in args.detectors.split(sep) if s.strip()]
     sweep = sorted(float(x) for x in args.sweep.split(",")) if args.sweep else []
-    items = load(args.data, args.limit)
-    print(f"{len(items)} photos, {sum(len(a['boxes']) for a, _ in items)} faces from {args.data}\n")
+    items = load(args.data, args.limit, args.split)
+    print(f"{len(items)} photos, {sum(len(a['boxes']) for a, _ in items)} faces from {args.data} ({args.split})\n")
     built = []
     for spec in specs:
         name, opts = parse_spec(spec)
