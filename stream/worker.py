@@ -14,6 +14,7 @@ tensors and packs results.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import threading
@@ -318,7 +319,7 @@ class Processor:
             if img is None:
                 out.append(SkippedFrame(f, reason))
             else:
-                good.append(f if img is f.image else Frame(f.source_id, f.index, img, f.capture_time, f.pos_ms))
+                good.append(f if img is f.image else dataclasses.replace(f, image=img))
                 out.append(None)
         if good:
             done = self._frames(good) if self.cfg.mode == "frame" else self._faces(good)

@@ -74,9 +74,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--output",
         "-o",
-        metavar="FILE",
+        metavar="FILE|DIR",
         default=None,
-        help=_h("annotated video (.mp4 mp4v or .avi MJPG); several sources write FILE-<k>.ext"),
+        help=_h(
+            "annotated video (.mp4 mp4v or .avi MJPG; several sources write FILE-<k>.ext), or a folder "
+            "(no suffix) for one annotated image per frame, named after the photo for image folders"
+        ),
     )
     p.add_argument("--events", metavar="FILE", default=None, help=_h("JSON Lines events file"))
     p.add_argument(

@@ -2,12 +2,14 @@
 
 Types::
 
-  {"type": "frame", "source", "frame_index", "time", "pos_ms", "label", "score", "latency_ms", "boxes"}
+  {"type": "frame", "source", "frame_index", "time", "pos_ms", "name", "label", "score", "latency_ms", "boxes"}
   {"type": "detection", "source", "frame_index", "time", "label", "score", "box": [x1, y1, x2, y2], "map_score"}
   {"type": "state", "source", "state", "time", "message", "attempt"}
   {"type": "skip", "source", "frame_index", "time", "reason"}
 
 ``time`` is Unix time of capture (frames) or of the change (state); boxes are in frame pixels.
+``name`` is the image's file name relative to its folder for image-folder sources (null otherwise);
+detection events of such frames carry it too.
 Source ids are redacted again here: no credentials ever reach the file.
 """
 
@@ -45,6 +47,7 @@ def frame_events(result: FrameResult, latency_s: float | None = None) -> list[di
             "frame_index": int(f.index),
             "time": t,
             "pos_ms": _r(f.pos_ms, 1),
+            "name": getattr(f, "name", None),
             "label": result.label,
             "score": _r(result.score),
             "latency_ms": _r(None if latency_s is None else 1000 * latency_s, 1),
@@ -64,6 +67,8 @@ def frame_events(result: FrameResult, latency_s: float | None = None) -> list[di
                 "map_score": _r(d.map_score),
             }
         )
+        if getattr(f, "name", None) is not None:
+            out[-1]["name"] = f.name
     return out
 
 
