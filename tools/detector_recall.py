@@ -45,6 +45,8 @@ def parse_spec(spec: str) -> tuple[str, dict]:
             raise SystemExit(f"detector spec {spec!r}: option {kv!r} must be key=value")
         if v.lower() == "none":
             opts[k] = None
+        elif v.lower() in ("true", "false"):
+            opts[k] = v.lower() == "true"
         else:
             try:
                 opts[k] = int(v)
@@ -162,6 +164,44 @@ def summary_table(results) -> str:
     return "\n".join(rows)
 
 
+def recall_over(rc: RecallCounter, keys: tuple[str, ...], iou: float) -> float:
+    """Recall over several groups together (e.g. the 32-64px and >=64px buckets); nan when empty."""
+    n = sum(rc.total.get(k, 0) for k in keys)
+    return sum(rc.hits.get((iou, k), 0) for k in keys) / n if n else float("nan")
+
+
+CROWD_COLUMNS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("<16px", ("<16px",)),
+    ("16-32px", ("16-32px",)),
+    (">=32px", ("32-64px", ">=64px")),
+    ("with_mask", ("with_mask",)),
+    ("without_mask", ("without_mask",)),
+    ("incorrect", ("mask_weared_incorrect",)),
+    ("all", ("all",)),
+)
+
+
+def crowd_table(results, iou: float = 0.3) -> str:
+    """Recall % by face size and class at ``iou``, false detections per image, and cost against the
+    first row (all rows measured in the same run, one after another)."""
+    if not results:
+        return ""
+    base = statistics.median(results[0][3])
+    first = results[0][2]
+    head = " | ".join(f"{c} (n={sum(first.total.get(k, 0) for k in keys)})" for c, keys in CROWD_COLUMNS)
+    rows = [
+        f"| detector | {head} | false dets/img | ms/img median | x first |",
+        "|---|" + "---:|" * (len(CROWD_COLUMNS) + 3),
+    ]
+    for label, _, rc, times in results:
+        cells = [label] + [pct(recall_over(rc, keys, iou)) for _, keys in CROWD_COLUMNS]
+        false = (rc.detections - rc.det_matched.get(iou, 0)) / max(rc.images, 1)
+        med = statistics.median(times)
+        cells += [f"{false:.2f}", f"{med:.1f}", f"{med / base:.2f}"]
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="facemask_voc folder (annotations.json + images/)")
@@ -217,6 +257,11 @@ def main(argv: list[str] | None = None) -> int:
             print()
     print("### summary (recall % of annotated faces; masked = with_mask + mask_weared_incorrect)\n")
     print(summary_table(results))
+    print(
+        f"\n### crowd view: recall % at IoU 0.3 by face size (sqrt of area) and class; false = detections "
+        f"matching no annotated face; cost relative to {results[0][0]!r}\n"
+    )
+    print(crowd_table(results))
     return 0
 
 

@@ -86,7 +86,9 @@ class ImageFolderSink(Sink):
         if d is None:
             raise KeyError(f"image folder sink: unknown source {f.source_id!r}")
         path = d / image_name(getattr(f, "name", None), f.index)
-        params = [cv2.IMWRITE_JPEG_QUALITY, self.options.jpeg_quality] if path.suffix.lower() in (".jpg", ".jpeg") else []
+        params = (
+            [cv2.IMWRITE_JPEG_QUALITY, self.options.jpeg_quality] if path.suffix.lower() in (".jpg", ".jpeg") else []
+        )
         ok, buf = cv2.imencode(path.suffix, annotated, params)
         if not ok:
             raise UserError(f"output {path}: OpenCV cannot encode {path.suffix} images")
