@@ -371,7 +371,7 @@ class Processor:
         dets_all = self.detector.detect([f.image for f in frames])
         if len(dets_all) != len(frames):
             raise RuntimeError(f"detector returned {len(dets_all)} results for {len(frames)} frames")
-        crops, owners, rects_per, scores_per = [], [], [], []
+        crops, owners, rects_per, scores_per, faces_per = [], [], [], [], []
         for i, (f, d) in enumerate(zip(frames, dets_all)):
             rects, keep = crop_rects(
                 np.asarray(d, dtype=np.float32), f.image.shape[:2], self.cfg.face_margin, self.cfg.max_faces
@@ -379,6 +379,8 @@ class Processor:
             d = np.asarray(d, dtype=np.float32)
             rects_per.append(rects)
             scores_per.append(d[keep, 4] if len(keep) and d.shape[1] > 4 else np.ones(len(keep), np.float32))
+            h, w = f.image.shape[:2]  # the reported box is the detector's face box; the crop adds face_margin
+            faces_per.append(np.clip(d[keep, :4], 0, [w, h, w, h]) if len(keep) else np.zeros((0, 4), np.float32))
             for x1, y1, x2, y2 in rects:
                 crops.append(f.image[y1:y2, x1:x2])
                 owners.append(i)
@@ -394,7 +396,7 @@ class Processor:
         for i, f in enumerate(frames):
             n = len(rects_per[i])
             dets = []
-            for r, p, k, s in zip(rects_per[i], t_probs[j : j + n], t_labels[j : j + n], scores_per[i]):
+            for r, p, k, s in zip(faces_per[i], t_probs[j : j + n], t_labels[j : j + n], scores_per[i]):
                 k = int(k)
                 dets.append(Detection(tuple(float(v) for v in r), self.class_names[k], k, float(p[k]), float(s)))
             heat = paste_maps(f.image.shape[:2], maps_u8[j : j + n], rects_per[i]) if n else None

@@ -220,3 +220,34 @@ def test_tiles_find_a_face_too_small_for_the_full_frame():
     hit = lambda d: len(d) > 0 and box_iou(d, truth).max() >= 0.3  # noqa: E731
     assert not hit(plain), f"the full-frame pass was expected to miss the small face, found {plain}"
     assert hit(tiled), f"tiles missed the face at {truth[0]}: {tiled}"
+
+
+# ---------------------------------------------------------------- the config route (worker.detector_options)
+
+
+@needs_default
+def test_detector_options_from_config_and_errors_name_the_key():
+    from stream.config import load_config
+    from stream.errors import UserError
+    from stream.pipeline import create_detector as pipeline_detector
+
+    cfg = load_config(None, {"worker": {"mode": "faces", "detector_options": {"tiles": 2, "overlap": 0.3}}})
+    det = pipeline_detector(cfg.worker.detector, cfg.worker.detector_options)
+    assert isinstance(det, TiledDetector) and det.tiling.overlap == 0.3
+    with pytest.raises(UserError, match=r"worker\.detector_options .*unknown detector option 'tilez'"):
+        pipeline_detector(None, {"tilez": 2})
+    with pytest.raises(UserError, match=r"worker\.detector_options .*overlap"):
+        pipeline_detector(None, {"tiles": 2, "overlap": -1})
+
+
+@needs_default
+def test_crowd_preset_builds_its_detector():
+    from stream.config import load_config
+    from stream.pipeline import create_detector as pipeline_detector
+
+    cfg = load_config("crowd")
+    assert cfg.worker.mode == "faces" and cfg.worker.max_faces >= 100
+    det = pipeline_detector(cfg.worker.detector, cfg.worker.detector_options)
+    for key, value in cfg.worker.detector_options.items():  # every preset option reached the detector
+        where = det.tiling if isinstance(det, TiledDetector) and hasattr(det.tiling, key) else det.options
+        assert getattr(where, key) == value, key

@@ -123,13 +123,16 @@ def sweep_table(label: str, items, found: list[np.ndarray], scores: list[float])
     rows = [
         f"#### {label}: score threshold sweep",
         "",
-        "| score >= | recall@0.5 % | recall@0.3 % | masked@0.3 % | dets/img | matched dets@0.3 % |",
-        "|---:|---:|---:|---:|---:|---:|",
+        "| score >= | recall@0.5 % | recall@0.3 % | masked@0.3 % | <16px@0.3 % | >=32px@0.3 % | dets/img "
+        "| false dets/img@0.3 | matched dets@0.3 % |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for s in scores:
         rc = count(items, found, s)
         cells = [f"{s:g}", pct(rc.recall("all", 0.5)), pct(rc.recall("all", 0.3)), pct(rc.masked_recall(0.3))]
-        cells += [f"{rc.detections / max(rc.images, 1):.2f}", pct(rc.matched_fraction(0.3))]
+        cells += [pct(rc.recall("<16px", 0.3)), pct(recall_over(rc, ("32-64px", ">=64px"), 0.3))]
+        false = (rc.detections - rc.det_matched.get(0.3, 0)) / max(rc.images, 1)
+        cells += [f"{rc.detections / max(rc.images, 1):.2f}", f"{false:.2f}", pct(rc.matched_fraction(0.3))]
         rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
