@@ -73,7 +73,8 @@ def photo_folder(data: Path, split: str, folder: Path, limit: int | None) -> lis
 
 def run_config(config: str, folder: Path, out: Path, extra: list[str]) -> tuple[Path, float, dict]:
     """``maskstream run --config CONFIG --mode faces`` on the folder; (events path, wall seconds, summary)."""
-    ev, summ = out / f"events-{config}.jsonl", out / f"summary-{config}.json"
+    tag = Path(config).stem  # a name (crowd) or a YAML path
+    ev, summ = out / f"events-{tag}.jsonl", out / f"summary-{tag}.json"
     cmd = [sys.executable, "-m", "stream.cli.main", "run", "--mode", "faces", "--source", str(folder)]
     cmd += ["--events", str(ev), "--no-display", "--no-progress", "--json-summary", str(summ)]
     cmd += ([] if config == "default" else ["--config", config]) + extra
