@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from torchvision import models as tvm
 
 from core.boxes import Box, Threshold, boxes_from_maps
-from core.cams import CamInputs, get_method
+from core.cams import MODEL_METHODS, CamInputs, build_model_method, check_method, get_method
 from core.gradients import analytic_grads, autograd_grads
 from core.hooks import HookedModel
 from core.model import CamModel
@@ -119,14 +119,49 @@ def explain_features(
             g, bad_g = sanitize(grads.detach().float())
             bad = bad | bad_g
     result = spec.fn(CamInputs(acts32, g, dict(options or {})))
-    maps_small, degenerate = normalize_maps(result.raw.float(), bad)
-    raw = torch.where(degenerate.view(-1, 1, 1), torch.zeros_like(result.raw.float()), result.raw.float())
+    return _finish(method, logits, tgt, result.raw, bad, input_size, threshold, with_boxes, result.n_components)
+
+
+def _finish(method: str, logits: Tensor, tgt: Tensor, raw: Tensor, bad: Tensor, input_size: tuple[int, int],
+            threshold: Threshold | None, with_boxes: bool, n_components: Tensor | None = None) -> Explanation:
+    """Raw maps (B, h, w) -> normalised (B, H, W) maps in [0, 1] and boxes, packed as an Explanation."""
+    raw = raw.float()
+    maps_small, degenerate = normalize_maps(raw, bad)
+    raw = torch.where(degenerate.view(-1, 1, 1), torch.zeros_like(raw), raw)
     # Normalise again after upsampling (bilinear interpolation does not reach the grid
     # extremes), so every map spans exactly [0, 1] at input size, as pytorch-grad-cam's.
     maps, _ = normalize_maps(upsample_maps(maps_small, tuple(input_size)), degenerate)
     boxes = boxes_from_maps(maps, threshold) if with_boxes else [[] for _ in range(maps.shape[0])]
     return Explanation(method, logits.detach(), logits.detach().argmax(1), tgt, raw, maps, boxes,
-                       degenerate, result.n_components)
+                       degenerate, n_components)
+
+
+def explain_model_method(
+    runner: Any,
+    images: Tensor,
+    logits: Tensor,
+    method: str,
+    target: int | Sequence[int] | Tensor | None = None,
+    *,
+    threshold: Threshold | None = None,
+    with_boxes: bool = True,
+) -> Explanation:
+    """Maps and boxes of a model method (``core.cams.MODEL_METHODS``, e.g. ``haycam+hr``).
+
+    Args:
+        runner: from ``core.cams.build_model_method(method, model, options)`` (built once per model).
+        images: (B, 3, H, W) the normalised input the logits came from.
+        logits: (B, K) of the plain forward (the class is the model's own decision).
+        method: the method's name (recorded in the result).
+        target: None, one int, or B ints (class-agnostic methods record it only).
+        threshold: how maps become boxes.
+        with_boxes: compute boxes (False leaves B empty lists).
+    """
+    tgt = resolve_target(target, logits)
+    with torch.no_grad():
+        raw, bad = runner(images, logits=logits)
+    size = (int(images.shape[2]), int(images.shape[3]))
+    return _finish(method, logits, tgt, raw, bad, size, threshold, with_boxes)
 
 
 def _as_feature_model(model: Any, layer: nn.Module | None) -> Any:
@@ -164,10 +199,12 @@ def explain(
             classifier; any other classifier together with ``layer``; or an inference
             backend with ``forward(images) -> (logits, acts)`` and ``head_weights()``.
         images: (B, 3, H, W) float tensor, already normalised for the model, on its device.
-        method: one of ``gradcam``, ``gradcam++``, ``layercam``, ``eigencam``, ``haycam``, ``haycam+``.
+        method: one of ``gradcam``, ``gradcam++``, ``layercam``, ``eigencam``, ``haycam``, ``haycam+``, or
+            the model method ``haycam+hr`` (``core.cams.MODEL_METHODS``: it runs extra forwards).
         target: None (explain the predicted class), one class index, or B indices.
         threshold: box threshold (default 0.5 of each map's max).
-        options: method options, e.g. ``{"variance_fraction": 0.9}``.
+        options: method options, e.g. ``{"variance_fraction": 0.9}``; for ``haycam+hr`` its variant
+            (``core.cams.haycam_hr.HiResConfig`` fields; default ``core.cams.haycam_hr.DEFAULT_HR``).
         grad_mode: ``auto`` (analytic for GAP + linear heads, else autograd),
             ``analytic`` or ``autograd``.
         layer: the conv layer to explain, for models other than the above.
@@ -182,8 +219,17 @@ def explain(
         raise ValueError(f"`images` must be a float tensor, but got dtype {images.dtype}")
     if grad_mode not in GRAD_MODES:
         raise ValueError(f"`grad_mode` must be one of {list(GRAD_MODES)}, but got {grad_mode!r}")
-    spec = get_method(method)
+    check_method(method)
     fm = _as_feature_model(model, layer)
+    if method in MODEL_METHODS:
+        if isinstance(fm, HookedModel):
+            raise ValueError(f"map method {method!r} needs a maskstream CamModel (or a torchvision ResNet / "
+                             "MobileNetV2, or an inference backend), not a model hooked at `layer`")
+        runner = build_model_method(method, fm, options)
+        with torch.no_grad():
+            logits = fm(images)[0] if isinstance(fm, nn.Module) else fm.forward(images)[0]
+        return explain_model_method(runner, images, logits, method, target, threshold=threshold)
+    spec = get_method(method)
     hooked = isinstance(fm, HookedModel)
     size = (int(images.shape[2]), int(images.shape[3]))
     if spec.needs_grads and hooked:

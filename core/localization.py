@@ -1,6 +1,6 @@
 """Localisation evaluation of saliency maps against ground-truth boxes.
 
-Conventions (fixed here, used by ``tools/eval.py`` and its report):
+Conventions (fixed here, used by ``core/evaluation/eval.py`` and its report):
 
 * **Predicted box** = the *top-scoring* box of :func:`core.boxes.boxes_from_maps`
   (the connected component with the highest mean map value), i.e. exactly the box the
@@ -18,7 +18,7 @@ Conventions (fixed here, used by ``tools/eval.py`` and its report):
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -80,6 +80,48 @@ def threshold_from_dict(d: dict | float, where: str = "thresholds") -> Threshold
         return Threshold(str(d["mode"]), float(d["value"]), float(d.get("min_area", 0.0)))
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{where}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class StoredThreshold:
+    """A method's entry in a checkpoint's ``thresholds`` (written by ``maskstream eval --calibrate``).
+
+    Attributes:
+        threshold: how its maps become boxes.
+        options: method options stored with it (``haycam+hr``: its ``HiResConfig`` fields), else {}.
+        calibrated: fitted on the val split.
+        val_iou: the val IoU it reached, when stored.
+        entry: the raw entry.
+    """
+
+    threshold: Threshold
+    options: dict
+    calibrated: bool
+    val_iou: float | None
+    entry: dict
+
+
+def stored_threshold(thresholds: Mapping, method: str, where: str = "checkpoint") -> StoredThreshold | None:
+    """The one lookup of a method's stored threshold (and options) in a checkpoint's ``thresholds``.
+
+    Returns:
+        None when ``method`` has no entry.
+
+    Raises:
+        ValueError: naming ``where`` and the method when the entry is malformed.
+    """
+    entry = thresholds.get(method)
+    if entry is None:
+        return None
+    spec = threshold_from_dict(entry, f"{where}: thresholds[{method!r}]")
+    if not isinstance(entry, dict):
+        return StoredThreshold(spec, {}, False, None, {})
+    options = entry.get("options", {})
+    if not isinstance(options, dict):
+        raise ValueError(f"{where}: thresholds[{method!r}]['options'] must be a mapping, but got {options!r}")
+    val = entry.get("val_iou")
+    return StoredThreshold(spec, dict(options), bool(entry.get("calibrated", False)),
+                           None if val is None else float(val), dict(entry))
 
 
 def _iter_chunks(maps: Tensor, size: tuple[int, int], chunk: int) -> Iterable[tuple[int, Tensor]]:

@@ -42,7 +42,7 @@ the analytic gradient dY_c/dA = W[c] / (h·w) of a GAP + linear head:
   X Xᵀ and the channel sums X·1 of HayCAM+'s PCA. ONNX has no eigendecomposition op, so
   the 49×49 ``eigh`` stays outside the graph (:func:`haycam_plus_from_gram`).
 
-Whether they pay is measured by ``tools/bench.py --in-graph`` (see the README).
+Whether they pay is measured by ``core/bench.py --in-graph`` (see the README).
 """
 from __future__ import annotations
 

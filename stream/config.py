@@ -1,7 +1,8 @@
 """Run configuration: typed frozen dataclasses loaded from YAML and validated on load.
 
-``configs/default.yaml`` documents the defaults (the dataclass defaults below are the same
-values, so a missing ``configs/`` directory changes nothing); ``--config FILE`` overlays it,
+``configs/default.yaml`` (package data: installed with the package as ``stream/configs``) documents the defaults
+(the dataclass defaults below are the same values, so a missing file changes nothing); ``--config FILE``
+(or a bundled name: ``webcam``, ``rtsp``, ``offline``, ``crowd``) overlays it,
 then command-line options overlay both. Any unknown key, wrong type or out-of-range value
 becomes ONE ``UserError`` naming the file and the dotted key, e.g.::
 
@@ -21,91 +22,50 @@ from typing import Any, Mapping
 
 import yaml
 
-from stream.errors import UserError
+from core.backends import BACKENDS as BACKEND_KINDS  # the registry owns the backend names and options
+from core.backends.base import DEVICES
+from core.boxes import THRESHOLD_MODES as _CORE_THRESHOLD_MODES
+from stream.colormaps import COLORMAPS
+from stream.errors import ConfigValueError, UserError, check
 from stream.sources.options import SourceOptions
 
-ROOT = Path(__file__).resolve().parents[1]
-CONFIG_DIR = ROOT / "configs"
+
+def _config_dir() -> Path:
+    """The bundled configs: ``configs/`` at the checkout's top, installed as ``stream/configs`` (setup.py)."""
+    installed = Path(__file__).resolve().parent / "configs"
+    return installed if installed.is_dir() else Path(__file__).resolve().parents[1] / "configs"
+
+
+CONFIG_DIR = _config_dir()
 DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
 
-DEVICES = ("auto", "cpu", "cuda")
-BACKENDS = ("torch", "onnxruntime")
+BACKENDS = tuple(BACKEND_KINDS)
 MODES = ("frame", "faces")
-THRESHOLD_MODES = ("calibrated", "fraction", "percentile", "otsu")
-COLORMAPS = ("jet", "turbo", "inferno", "viridis", "hot", "magma", "plasma")
+THRESHOLD_MODES = ("calibrated", *_CORE_THRESHOLD_MODES)
 
 
-class ConfigValueError(ValueError):
-    """A bad value; ``key`` is the field name (the loader prefixes the section path)."""
-
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(message)
-        self.key = key
-        self.message = message
-
-
-def _check(cond: bool, key: str, message: str) -> None:
-    if not cond:
-        raise ConfigValueError(key, message)
-
-
-_SOURCE_DEFAULTS = SourceOptions()  # one source of truth for the capture defaults
+_check = check
 
 
 @dataclass(frozen=True)
-class SourcesConfig:
-    """Which sources to open and how; every field but ``specs`` is a ``stream.sources.SourceOptions`` field.
+class SourcesConfig(SourceOptions):
+    """Which sources to open and how: ``specs`` plus every ``stream.sources.SourceOptions`` field
+    (its defaults and checks; see that class for each field).
 
     Attributes:
         specs: source specs: a camera index ("0"), an rtsp/http URL, a video file or an
             image folder. Empty: the bundled sample clip.
-        live_buffer: frames a live source keeps (drop-oldest beyond it: latency never grows).
-        file_queue: frames a file source may read ahead (blocking: no frame is lost).
-        reconnect_initial: first wait before reconnecting a live source, seconds.
-        reconnect_max: cap of the exponential backoff, seconds.
-        reconnect_jitter: random spread of each wait, in [0, 1).
-        max_attempts: reconnect attempts before giving up (0: forever).
-        open_timeout: network sources: seconds an open may take.
-        read_timeout: network sources: a read blocked this long counts as disconnected.
-        loop: restart file sources at their end (soak tests, demos).
-        fps: file sources: deliver at most this many frames per second (None: as fast as processed).
-        realtime: file sources: pace at the file's own frame rate (a live-like replay).
     """
 
     specs: tuple[str, ...] = ()
-    live_buffer: int = _SOURCE_DEFAULTS.live_buffer
-    file_queue: int = _SOURCE_DEFAULTS.file_queue
-    reconnect_initial: float = _SOURCE_DEFAULTS.reconnect_initial
-    reconnect_max: float = _SOURCE_DEFAULTS.reconnect_max
-    reconnect_jitter: float = _SOURCE_DEFAULTS.reconnect_jitter
-    max_attempts: int = _SOURCE_DEFAULTS.max_attempts
-    open_timeout: float = _SOURCE_DEFAULTS.open_timeout
-    read_timeout: float = _SOURCE_DEFAULTS.read_timeout
-    loop: bool = _SOURCE_DEFAULTS.loop
-    fps: float | None = _SOURCE_DEFAULTS.fps
-    realtime: bool = _SOURCE_DEFAULTS.realtime
 
     def __post_init__(self) -> None:
         _check(all(s.strip() for s in self.specs), "specs", "must be non-empty strings")
-        _check(self.live_buffer >= 1, "live_buffer", f"must be an int >= 1, got {self.live_buffer}")
-        _check(self.file_queue >= 1, "file_queue", f"must be an int >= 1, got {self.file_queue}")
-        _check(self.reconnect_initial > 0, "reconnect_initial", f"must be > 0 seconds, got {self.reconnect_initial}")
-        _check(
-            self.reconnect_max >= self.reconnect_initial,
-            "reconnect_max",
-            f"must be >= reconnect_initial ({self.reconnect_initial}), got {self.reconnect_max}",
-        )
-        _check(
-            0.0 <= self.reconnect_jitter < 1.0, "reconnect_jitter", f"must be in [0, 1), got {self.reconnect_jitter}"
-        )
-        _check(self.max_attempts >= 0, "max_attempts", f"must be an int >= 0 (0: forever), got {self.max_attempts}")
-        _check(self.open_timeout > 0, "open_timeout", f"must be > 0 seconds, got {self.open_timeout}")
-        _check(self.read_timeout > 0, "read_timeout", f"must be > 0 seconds, got {self.read_timeout}")
-        _check(self.fps is None or self.fps > 0, "fps", f"must be > 0 or null, got {self.fps}")
+        super().__post_init__()
 
     def source_options(self) -> dict:
         """The ``SourceOptions`` keyword arguments (every field but ``specs``)."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "specs"}
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(SourceOptions)}
 
 
 @dataclass(frozen=True)
@@ -139,6 +99,34 @@ class ThresholdConfig:
         return Threshold(mode, float(self.value), float(self.min_area))
 
 
+def _section_class(name: str, fields: list, doc: str, **methods: Any) -> type:
+    """A frozen config dataclass whose fields come from a registry (``(name, type, field)`` triples)."""
+    cls = dataclasses.make_dataclass(name, fields, frozen=True, namespace={"__doc__": doc, **methods})
+    cls.__module__ = __name__
+    return cls
+
+
+def _backend_options_class() -> type:
+    """``worker.backend_options``: one section per registered backend kind, typed by its options dataclass."""
+
+    def to_kwargs(self, kind: str) -> dict:
+        """The keyword arguments of ``core.backends.create_backend`` for backend ``kind`` (defaults left out)."""
+        opts = getattr(self, kind)
+        default = type(opts)()
+        return {f.name: getattr(opts, f.name) for f in dataclasses.fields(opts)
+                if getattr(opts, f.name) != getattr(default, f.name)}
+
+    return _section_class(
+        "BackendOptionsConfig",
+        [(name, kind.options, field(default_factory=kind.options)) for name, kind in BACKEND_KINDS.items()],
+        "Options per backend kind (``core.backends.BACKENDS``); only the chosen kind's are used.",
+        to_kwargs=to_kwargs,
+    )
+
+
+BackendOptionsConfig = _backend_options_class()
+
+
 @dataclass(frozen=True)
 class WorkerConfig:
     """The batched inference worker.
@@ -149,10 +137,11 @@ class WorkerConfig:
             (DeepStream's batched-push-timeout): bounds the latency batching adds.
         device: auto (cuda when available), cpu, cuda or cuda:N.
         fp16: half precision; None: on for cuda, off on cpu.
-        backend: torch or onnxruntime (needs ``core.backends``).
+        backend: a kind registered in ``core.backends.BACKENDS`` (torch, onnxruntime).
+        backend_options: per kind, its options (e.g. ``onnxruntime: {threads: 1, tensorrt: true}``).
         checkpoint: model checkpoint; None: the shipped one.
         onnx_path: ONNX model for the onnxruntime backend; None: exported next to the checkpoint.
-        method: map method, one of ``core.cams.METHODS``.
+        method: map method, one of ``core.cams.method_names()`` (incl. the model method ``haycam+hr``).
         variance_fraction: HayCAM+ explained-variance fraction.
         threshold: how maps become boxes.
         mode: frame (classify and explain the whole frame) or faces (detector, then each face).
@@ -172,6 +161,7 @@ class WorkerConfig:
     device: str = "auto"
     fp16: bool | None = None
     backend: str = "torch"
+    backend_options: BackendOptionsConfig = field(default_factory=BackendOptionsConfig)
     checkpoint: str | None = None
     onnx_path: str | None = None
     method: str = "haycam+"
@@ -186,7 +176,7 @@ class WorkerConfig:
     fast_resize: bool = True
 
     def __post_init__(self) -> None:
-        from core.cams import METHODS
+        from core.cams import method_names
 
         _check(self.batch_size >= 1, "batch_size", f"must be an int >= 1, got {self.batch_size}")
         _check(self.batch_size <= 512, "batch_size", f"must be an int <= 512, got {self.batch_size}")
@@ -198,7 +188,8 @@ class WorkerConfig:
         dev_ok = self.device in DEVICES or (self.device.startswith("cuda:") and self.device[5:].isdigit())
         _check(dev_ok, "device", f"must be one of auto, cpu, cuda, cuda:N, got {self.device!r}")
         _check(self.backend in BACKENDS, "backend", f"must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
-        _check(self.method in METHODS, "method", f"must be one of {', '.join(METHODS)}, got {self.method!r}")
+        names = method_names()
+        _check(self.method in names, "method", f"must be one of {', '.join(names)}, got {self.method!r}")
         _check(
             0.0 < self.variance_fraction <= 1.0, "variance_fraction", f"must be in (0, 1], got {self.variance_fraction}"
         )
@@ -210,6 +201,10 @@ class WorkerConfig:
             "torch_threads",
             f"must be an int >= 1 or null, got {self.torch_threads}",
         )
+
+    def backend_kwargs(self) -> dict:
+        """``worker.backend_options`` of the chosen backend, as ``create_backend`` keyword arguments."""
+        return self.backend_options.to_kwargs(self.backend)
 
 
 @dataclass(frozen=True)
@@ -250,44 +245,49 @@ class OverlayConfig:
         _check(0.1 <= self.font_scale <= 10, "font_scale", f"must be in [0.1, 10], got {self.font_scale}")
 
 
-@dataclass(frozen=True)
-class SinksConfig:
-    """Where results go.
+def _sinks_config_class() -> type:
+    """``sinks``: built from the sink registry (``stream.sinks.SINKS``).
 
-    Attributes:
-        output: annotated video file (.mp4: mp4v, .avi: MJPG); several sources write
-            ``<stem>-<k>.<ext>`` (k = source position). A path without a video suffix is a folder
-            that gets one annotated image per frame, named after the photo for image-folder sources
-            (``stream/sinks/images.py``). None: no video.
-        events: JSON Lines events file. None: no events.
-        snapshots: directory for JPEG snapshots of ``snapshot_labels`` detections. None: off.
-        snapshot_labels: classes that trigger a snapshot.
-        snapshot_interval_s: at most one snapshot per source per this many seconds.
-        display: show a window when a display is available.
-        video_fps: fps written to the video; None: the file's fps, or the measured rate for live.
+    The built-in (``flat``) sink types' option fields sit directly under ``sinks`` (``output``, ``events``,
+    ``snapshots``, ...), then ``display``, then one section ``sinks.<name>`` per other registered sink type.
+    Each type's options dataclass validates its own values.
     """
+    import stream.sinks  # noqa: F401 - importing registers the sink types
+    from stream.sinks.registry import SINKS
 
-    output: str | None = None
-    events: str | None = None
-    snapshots: str | None = None
-    snapshot_labels: tuple[str, ...] = ("without_mask",)
-    snapshot_interval_s: float = 2.0
-    display: bool = True
-    video_fps: float | None = None
+    flat_fields: list = []
+    for t in SINKS.values():
+        if t.flat:
+            hints = typing.get_type_hints(t.options)
+            for f in dataclasses.fields(t.options):
+                default = field(default=f.default) if f.default is not dataclasses.MISSING else field(
+                    default_factory=f.default_factory)
+                flat_fields.append((f.name, hints[f.name], default))
+    sections = [(t.name, t.options, field(default_factory=t.options)) for t in SINKS.values() if not t.flat]
+
+    def options(self, name: str):
+        """The options instance of sink type ``name``."""
+        t = SINKS[name]
+        if not t.flat:  # a type registered after this class was built has no section: its defaults (off)
+            return getattr(self, name, None) or t.options()
+        return t.options(**{f.name: getattr(self, f.name) for f in dataclasses.fields(t.options)})
 
     def __post_init__(self) -> None:
-        if self.output is not None:
-            _check(
-                Path(self.output).suffix.lower() in (".mp4", ".avi", ""),
-                "output",
-                f"must end in .mp4 (mp4v) or .avi (MJPG), or be a folder (no suffix), got {self.output!r}",
-            )
-        _check(self.snapshot_interval_s >= 0, "snapshot_interval_s", f"must be >= 0, got {self.snapshot_interval_s}")
-        _check(
-            self.video_fps is None or 0 < self.video_fps <= 1000,
-            "video_fps",
-            f"must be in (0, 1000] or null, got {self.video_fps}",
-        )
+        for t in SINKS.values():
+            if t.flat:
+                options(self, t.name)  # the type's own checks, naming the key
+
+    return _section_class(
+        "SinksConfig",
+        [*flat_fields, ("display", bool, field(default=True)), *sections],
+        "Where results go: one entry per registered sink type, plus ``display`` (a window when a display is "
+        "available).",
+        options=options,
+        __post_init__=__post_init__,
+    )
+
+
+SinksConfig = _sinks_config_class()
 
 
 @dataclass(frozen=True)
@@ -394,6 +394,8 @@ def _build(cls: type, data: Mapping[str, Any], prefix: str = "") -> Any:
         return cls(**kwargs)
     except ConfigValueError as exc:  # raised by __post_init__ with the bare field name
         raise ConfigValueError(f"{dot}{exc.key}", exc.message) from None
+    except ValueError as exc:  # an options dataclass from core (backends): its message names the field
+        raise ConfigValueError(prefix or cls.__name__, f"is invalid: {exc}") from None
 
 
 def merge(base: dict, overlay: Mapping) -> dict:

@@ -14,22 +14,14 @@ from typing import Callable, Mapping, Sequence
 import cv2
 import numpy as np
 
+from stream.colormaps import COLORMAPS
 from stream.config import OverlayConfig
 from stream.redact import redact_text
+from stream.results import FrameResult
 from stream.summary import SourceMonitor
-from stream.worker import FrameResult
 
 Color = tuple[int, int, int]
 
-COLORMAPS = {
-    "jet": cv2.COLORMAP_JET,
-    "turbo": cv2.COLORMAP_TURBO,
-    "inferno": cv2.COLORMAP_INFERNO,
-    "viridis": cv2.COLORMAP_VIRIDIS,
-    "hot": cv2.COLORMAP_HOT,
-    "magma": cv2.COLORMAP_MAGMA,
-    "plasma": cv2.COLORMAP_PLASMA,
-}
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 

@@ -11,6 +11,7 @@ closed. An exception in the worker reaches this thread as :class:`PipelineError`
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import queue
 import sys
@@ -28,10 +29,10 @@ from stream.errors import UserError
 from stream.frames import FrameSource, SourceEvent
 from stream.overlay import HeatmapAnnotator, annotate, build_annotators
 from stream.redact import redact_text
-from stream.sinks import EventsSink, SnapshotSink, VideoSink
-from stream.sinks.images import ImageFolderOptions, ImageFolderSink, is_image_folder_output
+from stream.results import Done, FrameResult, SkippedFrame
+from stream.sinks import SINKS, EventsSink, SinkContext
 from stream.summary import RunSummary
-from stream.worker import BatchWorker, Done, FrameResult, Processor, SkippedFrame, create_backend
+from stream.worker import BatchWorker, Processor, create_backend
 
 log = logging.getLogger(__name__)
 
@@ -296,18 +297,28 @@ def create_detector(name: str | None, options: Mapping[str, Any] | None = None) 
         raise UserError(f"{key} (detector {name or 'default'!r}): {exc}") from None
 
 
-def build_sinks(cfg: Config, source_ids: list[str], fps: dict[str, float | None]) -> list:
-    """Sinks for ``cfg.sinks`` (video, events, snapshots), not entered yet."""
-    sc = cfg.sinks
-    sinks: list = []
-    if sc.output and is_image_folder_output(sc.output):  # a folder: one annotated image per frame
-        sinks.append(ImageFolderSink(ImageFolderOptions(sc.output), source_ids))
-    elif sc.output:
-        sinks.append(VideoSink(sc.output, source_ids, {sid: (sc.video_fps or f) for sid, f in fps.items()}))
-    if sc.events:
-        sinks.append(EventsSink(sc.events))
-    if sc.snapshots:
-        sinks.append(SnapshotSink(sc.snapshots, sc.snapshot_labels, sc.snapshot_interval_s))
+def build_sinks(
+    cfg: Config,
+    source_ids: list[str],
+    fps: dict[str, float | None],
+    class_names: Sequence[str] = (),
+    live: dict[str, bool] | None = None,
+) -> list:
+    """The configured sinks (every registered type in ``stream.sinks.SINKS`` that is on), not entered yet.
+
+    ``live``: source id -> live source (slow writers drop its frames instead of waiting). Types built
+    after the events sink get its ``emit`` in their context; the pipeline closes sinks in reverse order,
+    so their last events still reach the file.
+    """
+    ctx = SinkContext(list(source_ids), dict(fps), tuple(class_names), dict(live or {}))
+    sinks = []
+    for t in SINKS.values():
+        sink = t.build(cfg.sinks.options(t.name), ctx)
+        if sink is None:
+            continue
+        sinks.append(sink)
+        if isinstance(sink, EventsSink):
+            ctx = dataclasses.replace(ctx, emit=sink.emit)
     return sinks
 
 
@@ -346,10 +357,11 @@ def build_pipeline(
     elif cfg.run.progress and cfg.run.max_frames:
         total = cfg.run.max_frames
     summary_names = tuple(processor.class_names)
+    live = {s.source_id: bool(getattr(s, "live", False)) for s in sources}
     pipe = Pipeline(
         sources,
         processor.process,
-        sinks=build_sinks(cfg, ids, fps),
+        sinks=build_sinks(cfg, ids, fps, summary_names, live),
         display=Display(cfg.sinks.display),
         batch_size=cfg.worker.batch_size,
         batch_timeout_s=cfg.worker.batch_timeout_ms / 1000.0,

@@ -158,11 +158,13 @@ class FrameResult:
     """Everything the worker found in one frame.
 
     Attributes:
-        frame: the input frame; ``frame.image`` is the (H, W, 3) uint8 BGR image the model saw.
+        frame: the input frame; ``frame.image`` is the (H, W, 3) uint8 BGR image the model saw;
+            ``frame.name`` is the photo's file name for image-folder sources (events, ``--output DIR``), else None.
         label: frame mode: predicted class of the whole frame; faces mode: None.
         score: probability of ``label`` (frame mode), else None.
         probs: (K,) class probabilities (frame mode), else None.
-        detections: the frame's boxes in frame pixels, best first.
+        detections: the frame's boxes in frame pixels, best first (a sequence of :class:`Detection` is
+            converted with ``Detections.from_list``).
         heatmap: (h, w) uint8 map in [0, 255] covering the whole frame at any resolution
             (frame mode: the model-input map, squashed like the input; faces mode: face maps
             pasted at frame size), or None (faces mode with no face).
@@ -184,6 +186,10 @@ class FrameResult:
     done_time: float = 0.0
     batch_size: int = 1
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.detections, Detections):  # a list of Detection rows, e.g. built by hand
+            object.__setattr__(self, "detections", Detections.from_list(list(self.detections)))
 
     @property
     def source_id(self) -> str:

@@ -19,14 +19,13 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-import cv2
 import numpy as np
 import torch
 
-from core.explain import explain_features
+from core.cams import MODEL_METHODS, build_model_method
+from core.explain import explain_features, explain_model_method
 from core.frame_boxes import (
     box_class_logits,
     class_evidence_maps,
@@ -39,210 +38,99 @@ from core.preprocess import bgr_to_input, images_to_input
 from stream.config import WorkerConfig
 from stream.errors import UserError
 from stream.frames import Frame, FrameSource, SourceEvent, SourceState
+from stream.results import Detections, Done, FrameResult, Item, SkippedFrame
+from stream.sources.normalize import to_bgr
 
 log = logging.getLogger(__name__)
 
 TERMINAL_STATES = (SourceState.END_OF_STREAM, SourceState.FAILED)
 
 
-# ---------------------------------------------------------------- results
+# ---------------------------------------------------------------- faces mode
 
 
-@dataclass(frozen=True)
-class Detection:
-    """One box in frame pixels with its class.
+def reported_face_boxes(dets: np.ndarray, keep: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """The boxes faces mode reports (events, overlay, tracking): the detector's own face boxes, clipped to
+    the frame, not the crop the classifier sees (that one adds ``face_margin`` per side).
 
-    Attributes:
-        box: (x1, y1, x2, y2) in frame pixels.
-        label: class name.
-        label_index: class index.
-        score: probability of ``label`` (frame mode: from the class evidence inside the box;
-            faces mode: the face crop's classification).
-        map_score: frame mode: mean map value inside the blob; faces mode: detector score.
+    Args:
+        dets: (N, 4+) detector rows ``[x1, y1, x2, y2, (score, ...)]`` in frame pixels.
+        keep: (n,) indices of the rows kept (``core.frame_boxes.crop_rects``'s second result).
+        shape: the frame's (H, W).
+
+    Returns:
+        (n, 4) float32 ``[x1, y1, x2, y2]``, clipped to [0, W] x [0, H].
     """
-
-    box: tuple[float, float, float, float]
-    label: str
-    label_index: int
-    score: float
-    map_score: float | None = None
-
-    def __post_init__(self) -> None:
-        if len(self.box) != 4 or not (self.box[2] >= self.box[0] and self.box[3] >= self.box[1]):
-            raise ValueError(f"box must be (x1, y1, x2, y2) with x2 >= x1 and y2 >= y1, but got {self.box}")
+    h, w = shape
+    if len(keep) == 0:
+        return np.zeros((0, 4), np.float32)
+    boxes = np.asarray(dets, np.float32)[np.asarray(keep), :4]
+    return np.clip(boxes, 0, np.array([w, h, w, h], np.float32)).astype(np.float32)
 
 
-@dataclass(frozen=True)
-class FrameResult:
-    """Everything the worker found in one frame.
-
-    Attributes:
-        frame: the input frame; ``frame.image`` is the (H, W, 3) uint8 BGR image the model saw
-            (grayscale / BGRA inputs already converted).
-        label: frame mode: predicted class of the whole frame; faces mode: None.
-        score: probability of ``label`` (frame mode), else None.
-        probs: (K,) class probabilities (frame mode), else None.
-        detections: boxes in frame pixels, best first.
-        heatmap: (h, w) uint8 map in [0, 255] covering the whole frame at any resolution
-            (frame mode: the model-input map, squashed like the input; faces mode: face maps
-            pasted at frame size), or None (faces mode with no face).
-        degenerate: frame mode: the map was all zero (constant/NaN activations).
-        n_components: PCA components used (PCA methods, frame mode), else None.
-        done_time: ``time.monotonic()`` when the worker finished the batch.
-        batch_size: frames in the batch this frame was processed in.
-    """
-
-    frame: Frame
-    label: str | None
-    score: float | None
-    probs: tuple[float, ...] | None
-    detections: tuple[Detection, ...]
-    heatmap: np.ndarray | None
-    degenerate: bool = False
-    n_components: int | None = None
-    done_time: float = 0.0
-    batch_size: int = 1
+# ---------------------------------------------------------------- model set-up
 
 
-@dataclass(frozen=True)
-class SkippedFrame:
-    """A frame that could not be processed (zero-size, bad channel count...)."""
-
-    frame: Frame
-    reason: str
-
-
-@dataclass(frozen=True)
-class Done:
-    """Last item the worker puts: ``error`` is set when it stopped on an exception."""
-
-    error: BaseException | None = None
-    frames_in: int = 0
-
-
-Item = Any  # FrameResult | SkippedFrame | SourceEvent | Done
-
-
-def as_bgr(image: Any) -> tuple[np.ndarray | None, str]:
-    """A frame image as (H, W, 3) uint8 BGR, or (None, reason) when it is unusable.
-
-    Grayscale (H, W) / (H, W, 1) and BGRA (H, W, 4) are converted; float images in [0, 1]
-    are scaled; zero-size images and other shapes are refused.
-    """
-    if not isinstance(image, np.ndarray):
-        return None, f"not an array ({type(image).__name__})"
-    if image.size == 0 or image.ndim < 2 or image.shape[0] == 0 or image.shape[1] == 0:
-        return None, f"zero-size image {tuple(image.shape)}"
-    if image.dtype != np.uint8:
-        im = image.astype(np.float32)
-        if not np.isfinite(im).all():
-            im = np.nan_to_num(im, nan=0.0, posinf=255.0, neginf=0.0)
-        if image.dtype.kind == "f" and im.max(initial=0) <= 1.0:
-            im = im * 255.0
-        image = np.clip(np.rint(im), 0, 255).astype(np.uint8)
-    if image.ndim == 3 and image.shape[2] == 1:
-        image = image[:, :, 0]
-    if image.ndim == 2:
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR), ""
-    if image.ndim == 3 and image.shape[2] == 4:
-        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR), ""
-    if image.ndim == 3 and image.shape[2] == 3:
-        return image, ""
-    return None, f"unsupported image shape {tuple(image.shape)}"
-
-
-# ---------------------------------------------------------------- backend adapter
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> cuda when available else cpu; ``cuda`` without CUDA is a UserError."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"device {name!r} requested but CUDA is not available (use --device cpu or auto)")
-    return torch.device(name)
-
-
-class TorchBackend:
-    """A ``CamModel`` with the Backend duck-type of ``core.backends`` (used when that is absent).
-
-    ``forward(images (B, 3, S, S)) -> (logits (B, K), acts (B, C, h, w))``,
-    ``head_weights() -> (W (K, C), b (K,))``, ``meta``, ``device``, ``dtype``.
-    """
-
-    def __init__(self, model: torch.nn.Module, meta: Any, device: torch.device, fp16: bool) -> None:
-        self.device = device
-        self.dtype = torch.float16 if fp16 else torch.float32
-        self.model = model.to(device=device, dtype=self.dtype).eval()
-        self.meta = meta
-
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        with torch.inference_mode():
-            return self.model(images.to(self.device, self.dtype))
-
-    def head_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
-        w, b = self.model.head_weights()
-        return w.detach().float(), b.detach().float()
-
-
-def resolve_threshold(cfg: WorkerConfig):
-    """The ``core.boxes.Threshold`` the worker draws boxes with.
+def resolve_method(cfg: WorkerConfig, thresholds: dict | None = None) -> tuple[Any, dict]:
+    """The ``core.boxes.Threshold`` the worker draws boxes with, and the method's options.
 
     ``threshold.mode: calibrated`` reads the checkpoint's stored threshold for ``cfg.method`` (no model
-    is built); an ONNX file given without its checkpoint, or a checkpoint without one for the method,
-    falls back to ``fraction`` at ``threshold.value``, with a log line saying so.
+    is built; ``thresholds`` may be given instead); an ONNX file given without its checkpoint, or a
+    checkpoint without one for the method, falls back to ``fraction`` at ``threshold.value``, with a log
+    line saying so. A model method (``haycam+hr``) also takes its calibrated options (the variant) from
+    the checkpoint, in any threshold mode.
     """
-    t = cfg.threshold
-    if t.mode != "calibrated":
-        return t.to_core()
     from core.boxes import Threshold
     from core.checkpoint import read_thresholds
-    from core.localization import threshold_from_dict
+    from core.localization import stored_threshold
 
-    if cfg.onnx_path is not None and cfg.checkpoint is None:
+    t = cfg.threshold
+    options: dict = {"variance_fraction": cfg.variance_fraction}
+    onnx_only = cfg.onnx_path is not None and cfg.checkpoint is None
+    where = f"checkpoint {cfg.checkpoint or 'shipped'}"
+    try:
+        needed = not onnx_only and (t.mode == "calibrated" or cfg.method in MODEL_METHODS)
+        stored = None if not needed else stored_threshold(
+            read_thresholds(cfg.checkpoint) if thresholds is None else thresholds, cfg.method, where)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    if cfg.method in MODEL_METHODS:
+        options = dict(stored.options) if stored is not None else {}
+        if stored is None or not stored.options:
+            log.info("method %s: no calibrated variant stored; using %s", cfg.method,
+                     MODEL_METHODS[cfg.method].default_options)
+    if t.mode != "calibrated":
+        return t.to_core(), options
+    if onnx_only:
         log.info("threshold: calibrated, but an ONNX file carries none; using fraction %.2f", t.value)
-        return t.to_core()
-    stored = read_thresholds(cfg.checkpoint).get(cfg.method)
+        return t.to_core(), options
     if stored is None:
         log.info("threshold: %s stores no calibrated threshold for %s; using fraction %.2f",
                  cfg.checkpoint or "the shipped model", cfg.method, t.value)
-        return t.to_core()
-    try:
-        fitted = threshold_from_dict(stored, f"checkpoint {cfg.checkpoint or 'shipped'}: thresholds[{cfg.method!r}]")
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
+        return t.to_core(), options
+    fitted = stored.threshold
     log.info("threshold: %s %.2f for %s (calibrated on val), min_area %.3f", fitted.mode, fitted.value,
              cfg.method, t.min_area)
-    return Threshold(fitted.mode, fitted.value, float(t.min_area))
+    return Threshold(fitted.mode, fitted.value, float(t.min_area)), options
+
+
+def resolve_threshold(cfg: WorkerConfig):
+    """The ``core.boxes.Threshold`` of :func:`resolve_method`."""
+    return resolve_method(cfg)[0]
 
 
 def create_backend(cfg: WorkerConfig) -> Any:
-    """The inference backend for ``cfg``: ``core.backends.create_backend`` when present, else torch."""
+    """The inference backend for ``cfg`` (``core.backends.create_backend`` with ``worker.backend_options``)."""
+    from core.backends import create_backend as _create
+    from core.checkpoint import CheckpointError
+
     try:
-        from core.backends import create_backend as _create
-    except ImportError:
-        _create = None
-    if _create is not None:
-        from core.checkpoint import CheckpointError
-
-        try:
-            return _create(
-                cfg.backend, checkpoint=cfg.checkpoint, device=cfg.device, fp16=cfg.fp16, onnx_path=cfg.onnx_path
-            )
-        except CheckpointError:
-            raise
-        except ValueError as exc:  # unknown device, fp16 on cpu, a missing ONNX file...
-            raise UserError(f"worker.backend {cfg.backend!r}: {exc}") from None
-    if cfg.backend != "torch":
-        raise UserError(f"worker.backend {cfg.backend!r} needs core.backends, which this checkout lacks; use torch")
-    from core.checkpoint import load_checkpoint
-
-    device = resolve_device(cfg.device)
-    fp16 = (device.type == "cuda") if cfg.fp16 is None else bool(cfg.fp16)
-    if fp16 and device.type != "cuda":
-        raise UserError("worker.fp16 needs a cuda device (set fp16: null or false on cpu)")
-    ck = load_checkpoint(cfg.checkpoint)
-    return TorchBackend(ck.model, ck.meta, device, fp16)
+        return _create(cfg.backend, checkpoint=cfg.checkpoint, device=cfg.device, fp16=cfg.fp16,
+                       onnx_path=cfg.onnx_path, **cfg.backend_kwargs())
+    except CheckpointError:
+        raise
+    except (ValueError, FileNotFoundError) as exc:  # unknown device, a missing ONNX file, a bad option...
+        raise UserError(f"worker.backend {cfg.backend!r}: {exc}") from None
 
 
 # ---------------------------------------------------------------- processor
@@ -252,7 +140,7 @@ class Processor:
     """Frames -> results with one forward pass per call (no threads).
 
     Args:
-        backend: see :class:`TorchBackend`.
+        backend: a ``core.backends`` backend (``forward``, ``head_weights``, ``meta``, ``device``, ``dtype``).
         cfg: worker settings (method, threshold, mode...).
         detector: faces mode: an object with ``detect(list of BGR images) -> list of (n, 5)``.
     """
@@ -267,8 +155,13 @@ class Processor:
         self.class_names = tuple(self.meta.class_names)
         s = int(self.meta.input_size)
         self.input_size = (s, s)
-        self.threshold = resolve_threshold(cfg)
-        self.options = {"variance_fraction": cfg.variance_fraction}
+        self.threshold, self.options = resolve_method(cfg)
+        self.model_method = None
+        if cfg.method in MODEL_METHODS:
+            try:
+                self.model_method = build_model_method(cfg.method, backend, self.options)
+            except ValueError as exc:  # a variant this backend cannot run, bad stored options
+                raise UserError(f"worker.method {cfg.method!r}: {exc}") from None
         w, b = backend.head_weights()
         self.head_w = w.to(backend.device).float()
         self.head_b = b.to(backend.device).float()
@@ -297,16 +190,20 @@ class Processor:
         x = self._to_input(images)
         logits, acts = self.backend.forward(x)
         logits, acts = logits.float(), acts.float()
-        exp = explain_features(
-            logits,
-            acts,
-            self.cfg.method,
-            self.input_size,
-            head_weight=self.head_w,
-            threshold=self.threshold,
-            options=self.options,
-            with_boxes=self.cfg.mode == "frame",
-        )
+        if self.model_method is not None:
+            exp = explain_model_method(self.model_method, x, logits, self.cfg.method, threshold=self.threshold,
+                                       with_boxes=self.cfg.mode == "frame")
+        else:
+            exp = explain_features(
+                logits,
+                acts,
+                self.cfg.method,
+                self.input_size,
+                head_weight=self.head_w,
+                threshold=self.threshold,
+                options=self.options,
+                with_boxes=self.cfg.mode == "frame",
+            )
         maps_u8 = (exp.maps * 255.0).round_().clamp_(0, 255).to(torch.uint8).cpu().numpy()  # one copy per batch
         return exp, acts, maps_u8
 
@@ -315,9 +212,9 @@ class Processor:
         good: list[Frame] = []
         out: list[FrameResult | SkippedFrame | None] = []
         for f in frames:
-            img, reason = as_bgr(f.image)
+            img, reason, _ = to_bgr(f.image)
             if img is None:
-                out.append(SkippedFrame(f, reason))
+                out.append(SkippedFrame(f, str(reason)))
             else:
                 good.append(f if img is f.image else dataclasses.replace(f, image=img))
                 out.append(None)
@@ -340,15 +237,13 @@ class Processor:
         for i, f in enumerate(frames):
             h, w = f.image.shape[:2]
             boxes = exp.boxes[i]
-            dets: list[Detection] = []
+            dets = Detections.empty(self.class_names)
             if boxes:
                 xyxy = scale_boxes(np.array([b.xyxy for b in boxes]), self.input_size, (h, w))
                 bp = torch.softmax(box_logits[i], dim=1).numpy()
-                bk = box_logits[i].argmax(dim=1).tolist()
-                for bx, xy, p, k in zip(boxes, xyxy, bp, bk):
-                    dets.append(
-                        Detection(tuple(float(v) for v in xy), self.class_names[k], k, float(p[k]), float(bx.score))
-                    )
+                bk = box_logits[i].argmax(dim=1).numpy()
+                dets = Detections(xyxy, bk, bp[np.arange(len(bk)), bk], self.class_names,
+                                  map_score=[bx.score for bx in boxes])
             k = int(labels[i])
             results.append(
                 FrameResult(
@@ -356,7 +251,7 @@ class Processor:
                     label=self.class_names[k],
                     score=float(probs[i, k]),
                     probs=tuple(float(v) for v in probs[i]),
-                    detections=tuple(dets),
+                    detections=dets,
                     heatmap=maps_u8[i],
                     degenerate=bool(degenerate[i]),
                     n_components=int(ncomp[i]) if ncomp is not None else None,
@@ -379,8 +274,7 @@ class Processor:
             d = np.asarray(d, dtype=np.float32)
             rects_per.append(rects)
             scores_per.append(d[keep, 4] if len(keep) and d.shape[1] > 4 else np.ones(len(keep), np.float32))
-            h, w = f.image.shape[:2]  # the reported box is the detector's face box; the crop adds face_margin
-            faces_per.append(np.clip(d[keep, :4], 0, [w, h, w, h]) if len(keep) else np.zeros((0, 4), np.float32))
+            faces_per.append(reported_face_boxes(d, keep, f.image.shape[:2]))
             for x1, y1, x2, y2 in rects:
                 crops.append(f.image[y1:y2, x1:x2])
                 owners.append(i)
@@ -395,10 +289,11 @@ class Processor:
         results, j = [], 0
         for i, f in enumerate(frames):
             n = len(rects_per[i])
-            dets = []
-            for r, p, k, s in zip(faces_per[i], t_probs[j : j + n], t_labels[j : j + n], scores_per[i]):
-                k = int(k)
-                dets.append(Detection(tuple(float(v) for v in r), self.class_names[k], k, float(p[k]), float(s)))
+            dets = Detections.empty(self.class_names)
+            if n:
+                k = t_labels[j : j + n].astype(np.int64)
+                dets = Detections(faces_per[i], k, t_probs[j : j + n][np.arange(n), k], self.class_names,
+                                  map_score=scores_per[i])
             heat = paste_maps(f.image.shape[:2], maps_u8[j : j + n], rects_per[i]) if n else None
             j += n
             results.append(
@@ -407,7 +302,7 @@ class Processor:
                     label=None,
                     score=None,
                     probs=None,
-                    detections=tuple(dets),
+                    detections=dets,
                     heatmap=heat,
                     done_time=t,
                     batch_size=len(frames),

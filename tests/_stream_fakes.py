@@ -128,8 +128,8 @@ def save_seeded_checkpoint(path: Path, input_size: int = 96, seed: int = 0) -> P
 
 
 def torch_backend(path: Path):
+    from core.backends import TorchBackend
     from core.checkpoint import load_checkpoint
-    from stream.worker import TorchBackend
 
     ck = load_checkpoint(path)
     return TorchBackend(ck.model, ck.meta, torch.device("cpu"), False)

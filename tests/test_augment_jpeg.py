@@ -67,7 +67,7 @@ def test_jpeg_options_are_checked():
 
 
 def test_as_if_face_px_hand_computed():
-    from tools.train_diagnostics import as_if_face_px
+    from core.training.train_diagnostics import as_if_face_px
 
     w = np.full((8, 8, 3), 100, np.uint8)
     w[:, 0::2] = 0
@@ -87,8 +87,8 @@ def test_as_if_face_px_hand_computed():
 
 def test_train_records_the_augmentation_and_resume_keeps_it(tmp_path, capsys):
     from core.checkpoint import load_checkpoint
+    from core.training.train import main
     from tests.test_train import _argv, make_roots
-    from tools.train import main
 
     roots = make_roots(tmp_path / "data", n_voc=6, n_crops=16)
     assert main(_argv(roots, tmp_path, "--aug-jpeg", "2", "--skip-test")) == 2

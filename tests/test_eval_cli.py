@@ -132,7 +132,7 @@ def test_eval_known_maps_give_known_iou(voc, ckpt, tmp_path, monkeypatch):
     # Replace the maps by ones we control: each crop's map is 1 on its GT box (IoU 1 for
     # every method) except haycam+, whose map is the GT box shifted right by half its width
     # (IoU = (w/2 * h) / (3/2 * w * h) = 1/3 at any threshold, Dice = 1/2).
-    import tools.eval as te
+    import core.evaluation.eval as te
 
     real = te.compute_maps
 
@@ -195,7 +195,7 @@ def test_eval_known_maps_give_known_iou(voc, ckpt, tmp_path, monkeypatch):
 
 
 def test_calibrate_writes_checkpoint_copy(voc, ckpt, tmp_path):
-    import tools.eval as te
+    import core.evaluation.eval as te
 
     out = tmp_path / "cal"
     assert main(["eval", "--data", str(voc), "--checkpoint", str(ckpt), "--out", str(out), "--calibrate", *FAST]) == 0

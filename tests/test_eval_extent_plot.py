@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tools.eval_extent_plot import COLORS, render_extent, to_pixel
+from core.evaluation.eval_extent_plot import COLORS, render_extent, to_pixel
 
 
 def test_axes_mapping_hand_computed():

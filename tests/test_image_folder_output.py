@@ -52,6 +52,21 @@ def test_output_kind_by_suffix():
     assert not is_image_folder_output("out/a.mp4") and not is_image_folder_output("x.AVI")
 
 
+def test_video_sink_type_builds_the_image_folder_sink_for_a_folder(tmp_path):
+    """``sinks.output`` without a suffix goes through the registered ``video`` type to the image-folder sink."""
+    from stream.config import load_config
+    from stream.pipeline import build_sinks
+    from stream.sinks import VideoSink
+
+    folder = load_config(None, {"sinks": {"output": str(tmp_path / "imgs")}})
+    (sink,) = build_sinks(folder, ["s0"], {"s0": None})
+    assert isinstance(sink, ImageFolderSink) and sink.dirs == {"s0": tmp_path / "imgs"}
+    video = load_config(None, {"sinks": {"output": str(tmp_path / "v.mp4")}})
+    (sink,) = build_sinks(video, ["s0"], {"s0": 25.0})
+    assert isinstance(sink, VideoSink)
+    sink.close()
+
+
 def test_sink_writes_per_source_folders_and_refuses_a_file(tmp_path):
     from stream.frames import Frame
 

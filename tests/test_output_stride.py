@@ -94,7 +94,7 @@ def test_shift_variant_stitches_at_the_models_own_stride():
 
 
 def test_eval_searches_no_dilate_variant_for_a_stride16_model():
-    from tools.eval import DEFAULT_HR, HR_CANDIDATES, hr_candidates
+    from core.evaluation.eval import DEFAULT_HR, HR_CANDIDATES, hr_candidates
 
     m32 = CamModel(build_torchvision("resnet18", 2))
     m16 = CamModel(build_torchvision("resnet18", 2, output_stride=16))

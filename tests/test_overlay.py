@@ -14,8 +14,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from stream.config import OverlayConfig  # noqa: E402
 from stream.frames import SourceEvent, SourceState  # noqa: E402
 from stream.overlay import BoxAnnotator, HeatmapAnnotator, HudAnnotator, annotate, build_annotators  # noqa: E402
+from stream.results import Detection, FrameResult  # noqa: E402
 from stream.summary import SourceMonitor, state_text  # noqa: E402
-from stream.worker import Detection, FrameResult  # noqa: E402
 from tests._stream_fakes import make_frame  # noqa: E402
 
 

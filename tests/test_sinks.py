@@ -14,8 +14,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from stream.errors import UserError  # noqa: E402
 from stream.frames import Frame, SourceEvent, SourceState  # noqa: E402
+from stream.results import Detection, FrameResult, SkippedFrame  # noqa: E402
 from stream.sinks import EventsSink, SnapshotSink, VideoSink, output_paths  # noqa: E402
-from stream.worker import Detection, FrameResult, SkippedFrame  # noqa: E402
 from tests._stream_fakes import count_frames, make_frame  # noqa: E402
 
 SECRET_ID = "rtsp://admin:hunter2@10.0.0.5:554/live?token=s3cret"

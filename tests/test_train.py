@@ -72,7 +72,7 @@ def _argv(roots, out, *extra):
 
 @pytest.mark.timeout(120)
 def test_full_training_lowers_loss_resumes_and_round_trips(roots, tmp_path):
-    from tools.train import main
+    from core.training.train import main
 
     # ImageNet-initialised mobilenet_v2 fine-tuned end to end (the GPU path), at 32 px to stay cheap
     common = ["--backbone", "mobilenet_v2", "--mode", "full", "--lr", "1e-3", "--label-smoothing", "0"]
@@ -111,8 +111,8 @@ def test_full_training_lowers_loss_resumes_and_round_trips(roots, tmp_path):
 
 @pytest.mark.timeout(120)
 def test_tail_mode_keeps_imagenet_prefix(roots, tmp_path):
-    from tools.train import main
-    from tools.train_backbones import mobilenet_weights_path
+    from core.training.train import main
+    from core.training.train_backbones import mobilenet_weights_path
 
     assert main(_argv(roots, tmp_path, "--backbone", "mobilenet_v2", "--mode", "tail", "--views", "2",
                       "--epochs", "1", "--skip-test")) == 0
@@ -126,8 +126,8 @@ def test_tail_mode_keeps_imagenet_prefix(roots, tmp_path):
 
 @pytest.mark.timeout(120)
 def test_frozen_prefix_stays_at_imagenet_for_the_whole_run(roots, tmp_path):
-    from tools.train import main
-    from tools.train_backbones import mobilenet_weights_path
+    from core.training.train import main
+    from core.training.train_backbones import mobilenet_weights_path
 
     assert main(_argv(roots, tmp_path, "--backbone", "mobilenet_v2", "--frozen-prefix", "3", "--epochs", "2",
                       "--skip-test")) == 0
@@ -143,7 +143,7 @@ def test_frozen_prefix_stays_at_imagenet_for_the_whole_run(roots, tmp_path):
 
 @pytest.mark.timeout(120)
 def test_output_stride_16_trains_a_dilated_model(roots, tmp_path, capsys):
-    from tools.train import main
+    from core.training.train import main
 
     assert main(_argv(roots, tmp_path, "--backbone", "mobilenet_v2", "--frozen-prefix", "3", "--epochs", "1",
                       "--output-stride", "16", "--skip-test")) == 0
@@ -163,7 +163,7 @@ def test_extent_loss_run_trains_and_the_set_keeps_face_boxes(roots, tmp_path, ca
     from core.data.context_crops import image_rng, make_context_crops
     from core.data.training_set import build_set
     from core.data.voc import load_image, read_voc
-    from tools.train import main
+    from core.training.train import main
 
     spec = DataSpec(str(roots[0]), str(roots[1]), size=32, context_copies=1, min_face_px=4.0)
     s = build_set(spec, "train")
@@ -188,7 +188,7 @@ def test_extent_loss_run_trains_and_the_set_keeps_face_boxes(roots, tmp_path, ca
 
 
 def test_no_augmentation_input_equals_inference_input():
-    from tools.train import _to_input
+    from core.training.train import _to_input
 
     rng = np.random.default_rng(1)
     frames = torch.from_numpy(rng.integers(0, 256, (3, 40, 40, 3), dtype=np.uint8))
@@ -215,7 +215,7 @@ def test_identity_augmentation_and_determinism():
 def test_backbone_init_offline_and_errors(monkeypatch):
     import importlib.util
 
-    from tools import train_backbones as tb
+    from core.training import train_backbones as tb
 
     net, desc = tb.build_backbone("mobilenet_v2", 2)
     ref = torch.load(tb.mobilenet_weights_path(), map_location="cpu", weights_only=True)
@@ -241,7 +241,7 @@ def test_cli_train_bad_root_is_a_user_error(tmp_path, capsys):
 
 
 def test_zoom_out_hand_computed():
-    from tools.train_diagnostics import zoom_out
+    from core.training.train_diagnostics import zoom_out
 
     img = np.zeros((10, 10, 3), np.uint8)
     img[:, :5] = 200  # left half bright

@@ -1,7 +1,7 @@
-"""tools/train_budget.plan_epochs: fitting a run into --time-budget, on hand-computed timings."""
+"""core/training/train_budget.plan_epochs: fitting a run into --time-budget, on hand-computed timings."""
 import pytest
 
-from tools.train_budget import plan_epochs
+from core.training.train_budget import plan_epochs
 
 
 def test_first_epoch_alone_prices_every_epoch_at_its_rate():

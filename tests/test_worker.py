@@ -20,7 +20,9 @@ from core.explain import explain  # noqa: E402
 from core.preprocess import images_to_input  # noqa: E402
 from stream.config import WorkerConfig  # noqa: E402
 from stream.frames import Frame, SourceEvent, SourceState  # noqa: E402
-from stream.worker import BatchWorker, Done, FrameResult, Processor, SkippedFrame, as_bgr, resolve_threshold  # noqa: E402
+from stream.results import Done, FrameResult, SkippedFrame  # noqa: E402
+from stream.sources.normalize import to_bgr  # noqa: E402
+from stream.worker import BatchWorker, Processor, resolve_threshold  # noqa: E402
 from tests._stream_fakes import CLASSES, FakeDetector, FakeSource, make_frame, save_seeded_checkpoint, torch_backend  # noqa: E402
 from tests.conftest import ROOT
 
@@ -101,28 +103,33 @@ def test_faces_mode_one_forward_for_all_faces(backend):
 def test_faces_mode_without_faces(backend):
     proc = Processor(backend, WorkerConfig(mode="faces"), FakeDetector(rel_boxes=np.zeros((0, 5))))
     (r,) = proc.process([make_frame("a", 0)])
-    assert r.detections == () and r.heatmap is None
+    assert len(r.detections) == 0 and r.heatmap is None
 
 
 @pytest.mark.parametrize(
-    "image,ok,reason",
+    "image,ok,reason,value",
     [
-        (np.zeros((0, 0, 3), np.uint8), False, "zero-size"),
-        (np.zeros((10, 0, 3), np.uint8), False, "zero-size"),
-        (np.full((10, 12), 7, np.uint8), True, ""),
-        (np.full((10, 12, 1), 7, np.uint8), True, ""),
-        (np.full((10, 12, 4), 7, np.uint8), True, ""),
-        (np.full((10, 12, 3), 0.5, np.float32), True, ""),
-        (np.zeros((10, 12, 5), np.uint8), False, "unsupported image shape"),
-        (None, False, "not an array"),
+        (np.zeros((0, 0, 3), np.uint8), False, "empty", None),
+        (np.zeros((10, 0, 3), np.uint8), False, "empty", None),
+        (np.full((10, 12), 7, np.uint8), True, "", 7),
+        (np.full((10, 12, 1), 7, np.uint8), True, "", 7),
+        (np.full((10, 12, 4), 7, np.uint8), True, "", 7),
+        # 16-bit frames are scaled to 8 bits (top byte), not clipped: 0x1234 -> 0x12, 0xFFFF -> 255
+        (np.full((10, 12, 3), 0x1234, np.uint16), True, "", 0x12),
+        (np.full((10, 12), 0x00FF, np.uint16), True, "", 0),
+        (np.full((10, 12, 3), 0.5, np.float32), False, "dtype_float32", None),
+        (np.zeros((10, 12, 5), np.uint8), False, "channels_5", None),
+        (None, False, "none", None),
+        ("frame", False, "not_an_array", None),
     ],
 )
-def test_as_bgr(image, ok, reason):
-    out, why = as_bgr(image)
-    assert (out is not None) == ok and reason in why
+def test_one_frame_normaliser(image, ok, reason, value):
+    """The worker and the sources share stream.sources.normalize.to_bgr (one behaviour for 16-bit frames)."""
+    out, why, _ = to_bgr(image)
+    assert (out is not None) == ok and (why or "") == reason
     if ok:
         assert out.shape == (10, 12, 3) and out.dtype == np.uint8
-        assert out[0, 0, 0] in (7, 128)
+        assert (out == value).all()
 
 
 def test_bad_frames_are_skipped_not_fatal(backend):
@@ -133,7 +140,7 @@ def test_bad_frames_are_skipped_not_fatal(backend):
         Frame("a", 3, np.zeros((30, 40, 4), np.uint8), 0.0),
     ]
     out = Processor(backend, WorkerConfig()).process(frames)
-    assert isinstance(out[0], SkippedFrame) and "zero-size" in out[0].reason
+    assert isinstance(out[0], SkippedFrame) and out[0].reason == "empty"
     assert [type(o).__name__ for o in out[1:]] == ["FrameResult"] * 3
     assert out[2].frame.image.shape == (30, 40, 3)
 

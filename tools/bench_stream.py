@@ -34,12 +34,13 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from core.backends import TorchBackend  # noqa: E402
 from stream.config import ThresholdConfig, WorkerConfig, from_dict  # noqa: E402
 from stream.frames import Frame  # noqa: E402
 from stream.overlay import build_annotators  # noqa: E402
 from stream.pipeline import SAMPLE_CLIP, Pipeline  # noqa: E402
 from stream.sinks import EventsSink, VideoSink  # noqa: E402
-from stream.worker import Processor, TorchBackend  # noqa: E402
+from stream.worker import Processor  # noqa: E402
 from tools.paced_source import PacedSource, load_frames  # noqa: E402
 
 

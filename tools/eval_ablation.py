@@ -37,10 +37,10 @@ from tqdm import tqdm
 from core.cams import CamInputs
 from core.cams.haycam import haycam_plus
 from core.checkpoint import load_checkpoint
+from core.evaluation.eval import compute_maps, hr_candidates, load_splits, make_crops
 from core.localization import box_area_ratio, calibrate_threshold, peak_in_box, score_method, threshold_candidates
 from core.postprocess import normalize_maps
 from core.preprocess import images_to_input
-from tools.eval import compute_maps, hr_candidates, load_splits, make_crops
 
 FRACTIONS = (0.5, 0.7, 0.8, 0.9, 0.95, 0.99)
 

@@ -96,7 +96,7 @@ tests() {
 }
 
 bench() {
-  "$PY" -m tools.bench --device cuda --fp16 --backbone resnet18 --batch-sizes 128,1,32,8 \
+  "$PY" -m core.bench --device cuda --fp16 --backbone resnet18 --batch-sizes 128,1,32,8 \
     --methods forward,haycam+,gradcam --backends torch,onnxruntime,onnxruntime-nhwc,pytorch-grad-cam \
     --iters 40 --warmup 10 --rounds 2 --time-budget 95 --out "$OUT/bench_gpu" 2>&1 | grep -v "onnxruntime:Default" | tail -n 60
   return "${PIPESTATUS[0]}"
@@ -109,7 +109,7 @@ map_bench() {
 
 bench_trt() {
   ldconfig -p 2>/dev/null | grep -q libnvinfer.so || { echo "no libnvinfer: TensorRT stage skipped"; return 0; }
-  "$PY" -m tools.bench --device cuda --fp16 --backbone resnet18 --batch-sizes 1,128 --methods forward,haycam+ \
+  "$PY" -m core.bench --device cuda --fp16 --backbone resnet18 --batch-sizes 1,128 --methods forward,haycam+ \
     --backends torch,onnxruntime-trt --iters 20 --warmup 5 --rounds 1 --time-budget 50 --out "$OUT/bench_gpu_trt" 2>&1 | tail -n 30
   return "${PIPESTATUS[0]}"
 }

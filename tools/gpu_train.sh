@@ -2,12 +2,12 @@
 # Train resnet18 from scratch (and mobilenet_v2, fully fine-tuned from the offline ImageNet wheel) on
 # ONE GPU machine with no internet and no ../shared. Run once, from anywhere:
 #
-#   tools/gpu_train.sh [DATA_DIR] [extra tools/train.py options...]
+#   tools/gpu_train.sh [DATA_DIR] [extra core/training/train.py options...]
 #
 # DATA_DIR holds facemask_voc/ and facemask_crops/ (default: .devdata in the repo root).
 # Env: OUT (default ./out): checkpoints, logs and metrics.json go under it.
 #      BUDGET_RESNET / BUDGET_MOBILENET: training seconds for each (default 200 / 110);
-#      the epoch count is fitted to the budget over the first 3 epochs (tools/train_budget.py; the LR schedule ends there).
+#      the epoch count is fitted to the budget over the first 3 epochs (core/training/train_budget.py; the LR schedule ends there).
 #      CONTEXT_COPIES (default 6): context windows per training face (the CPU recipe uses 3).
 #      PY (default python3), SKIP_MOBILENET=1 to train resnet18 only,
 #      MOBILENET_320=1 to add a mobilenet_v2 run at 320 px input (10x10 maps; BUDGET_M320, default 80).
@@ -37,14 +37,14 @@ common=(--voc-root "$DATA/facemask_voc" --crops-root "$DATA/facemask_crops" --ca
         --context-copies "${CONTEXT_COPIES:-6}")
 
 # resnet18 from scratch: the paper's backbone, without its ImageNet start (unreachable offline)
-"$PY" -m tools.train "${common[@]}" --backbone resnet18 --pretrained none --mode full \
+"$PY" -m core.training.train "${common[@]}" --backbone resnet18 --pretrained none --mode full \
   --epochs 120 --batch-size 256 --lr 3e-3 --weight-decay 0.05 --label-smoothing 0.1 --warmup-epochs 3 \
   --time-budget "${BUDGET_RESNET:-200}" --out "$OUT/resnet18" --export "$OUT/resnet18/maskstream_resnet18.pt" \
   "$@" 2>&1 | tee "$OUT/resnet18.log"
 
 if [ "${SKIP_MOBILENET:-0}" != 1 ]; then
   # mobilenet_v2 fully fine-tuned (the CPU-shipped model trains only its last block): for comparison
-  "$PY" -m tools.train "${common[@]}" --backbone mobilenet_v2 --pretrained auto --mode full \
+  "$PY" -m core.training.train "${common[@]}" --backbone mobilenet_v2 --pretrained auto --mode full \
     --epochs 30 --batch-size 128 --lr 1e-3 --freeze-epochs 1 --warmup-epochs 1 \
     --time-budget "${BUDGET_MOBILENET:-110}" --out "$OUT/mobilenet_v2" --export "$OUT/mobilenet_v2/maskstream_mobilenet_v2_full.pt" \
     "$@" 2>&1 | tee "$OUT/mobilenet_v2.log" || echo "gpu_train.sh: the mobilenet_v2 run failed (see $OUT/mobilenet_v2.log)" >&2
@@ -52,7 +52,7 @@ fi
 
 if [ "${MOBILENET_320:-0}" = 1 ]; then
   # the same fine-tune at 320 px: a 10x10 last map instead of 7x7 (the "larger input" hi-res candidate)
-  "$PY" -m tools.train "${common[@]}" --backbone mobilenet_v2 --pretrained auto --mode full --input-size 320 \
+  "$PY" -m core.training.train "${common[@]}" --backbone mobilenet_v2 --pretrained auto --mode full --input-size 320 \
     --epochs 30 --batch-size 128 --lr 1e-3 --freeze-epochs 1 --warmup-epochs 1 \
     --time-budget "${BUDGET_M320:-80}" --out "$OUT/mobilenet_v2_320" --export "$OUT/mobilenet_v2_320/maskstream_mobilenet_v2_320.pt" \
     "$@" 2>&1 | tee "$OUT/mobilenet_v2_320.log" || echo "gpu_train.sh: the 320 px run failed (see $OUT/mobilenet_v2_320.log)" >&2

@@ -1,4 +1,9 @@
-"""Inference backends: ``create_backend("torch" | "onnxruntime", ...)``.
+"""Inference backends: ``create_backend("torch" | "onnxruntime", ...)``, registered by name in ``BACKENDS``.
+
+A backend kind is a factory ``(checkpoint, device, fp16, onnx_path, **options) -> Backend`` registered with
+:func:`register_backend` together with its options dataclass (``TorchOptions``, ``OrtOptions``): the options
+are the factory's keyword arguments and the run config's ``worker.backend_options.<kind>`` section (strict:
+unknown keys are refused, each dataclass validates its values).
 
 Both return ``(logits (B, K), activations (B, C, h, w))`` torch tensors on ``backend.device``
 from ``backend.forward(images)`` and the head from ``backend.head_weights()``, so every map
@@ -15,7 +20,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +33,105 @@ from core.model import CamModel, ModelMeta
 
 log = logging.getLogger(__name__)
 
-KINDS = ("torch", "onnxruntime")
-_ALIASES = {"torch": "torch", "pytorch": "torch", "onnxruntime": "onnxruntime", "ort": "onnxruntime", "onnx": "onnxruntime"}
-_TORCH_OPTS = {"model", "channels_last", "compile", "compile_mode", "cudnn_benchmark"}
-_ORT_OPTS = {"model", "providers", "tensorrt", "threads", "inter_threads", "graph_opt", "execution_mode",
-             "provider_options", "io_binding", "cache_dir", "trt_max_batch", "maps", "opset"}
+@dataclass(frozen=True)
+class TorchOptions:
+    """Options of the ``torch`` backend (see ``core.backends.torch_backend.TorchBackend``).
+
+    Attributes:
+        channels_last: NHWC memory format (None: on CUDA only).
+        compile: wrap the model in ``torch.compile``.
+        compile_mode: ``torch.compile`` mode, e.g. ``max-autotune`` (None: its default).
+        cudnn_benchmark: on CUDA, let cuDNN pick the fastest convolution per input shape.
+    """
+
+    channels_last: bool | None = None
+    compile: bool = False
+    compile_mode: str | None = None
+    cudnn_benchmark: bool = True
+
+
+@dataclass(frozen=True)
+class OrtOptions:
+    """Options of the ``onnxruntime`` backend (see ``core.backends.ort_backend.OrtBackend``).
+
+    Attributes:
+        providers: execution providers in priority order (empty: by device; CPU is always appended).
+        tensorrt: put TensorRT first (engines cached under ``cache_dir``/trt).
+        threads: intra-op threads (0: onnxruntime's default).
+        inter_threads: inter-op threads (parallel mode only).
+        graph_opt: ``disable``, ``basic``, ``extended`` or ``all``.
+        execution_mode: ``sequential`` or ``parallel``.
+        provider_options: extra options per provider name.
+        io_binding: bind torch tensors as inputs/outputs (no host copy on CUDA).
+        cache_dir: export and TensorRT engine cache (None: ``$MASKSTREAM_CACHE`` or ~/.cache/maskstream).
+        trt_max_batch: largest batch the TensorRT optimisation profile covers.
+        opset: ONNX opset of an on-the-fly export (None: the default).
+        maps: map methods computed inside the exported graph (float32 only).
+    """
+
+    providers: tuple[str, ...] = ()
+    tensorrt: bool = False
+    threads: int = 0
+    inter_threads: int = 0
+    graph_opt: str = "all"
+    execution_mode: str = "sequential"
+    provider_options: dict[str, dict[str, str]] = field(default_factory=dict)
+    io_binding: bool = True
+    cache_dir: str | None = None
+    trt_max_batch: int = 128
+    opset: int | None = None
+    maps: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:  # graph_opt / execution_mode are checked by the session options
+        for name in ("threads", "inter_threads"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, but got {getattr(self, name)}")
+        if self.trt_max_batch < 1:
+            raise ValueError(f"trt_max_batch must be >= 1, but got {self.trt_max_batch}")
+
+
+@dataclass(frozen=True)
+class BackendKind:
+    """A registered backend kind.
+
+    Attributes:
+        name: the kind's name (``worker.backend``).
+        factory: ``(checkpoint, device, fp16, onnx_path, **options) -> Backend``.
+        options: its options dataclass; ``model=`` (a ``CamModel``) is accepted besides its fields.
+        aliases: other names accepted by :func:`create_backend`.
+    """
+
+    name: str
+    factory: Callable[..., Backend]
+    options: type
+    aliases: tuple[str, ...] = ()
+
+    def option_names(self) -> set[str]:
+        return {f.name for f in fields(self.options)} | {"model"}
+
+
+BACKENDS: dict[str, BackendKind] = {}
+
+
+def register_backend(name: str, options: type, aliases: Sequence[str] = ()):
+    """Decorator: register a backend factory as kind ``name`` with its options dataclass."""
+
+    def deco(factory: Callable[..., Backend]) -> Callable[..., Backend]:
+        if name in BACKENDS:
+            raise ValueError(f"backend kind {name!r} is already registered")
+        BACKENDS[name] = BackendKind(name, factory, options, tuple(aliases))
+        return factory
+
+    return deco
+
+
+def backend_kind(kind: str) -> BackendKind:
+    """The registered kind called ``kind`` (or one of its aliases); ValueError listing the kinds otherwise."""
+    k = str(kind).lower()
+    for b in BACKENDS.values():
+        if k == b.name or k in b.aliases:
+            return b
+    raise ValueError(f"backend kind must be one of {list(BACKENDS)}, but got {kind!r}")
 
 
 def cache_dir(override: str | os.PathLike | None = None) -> Path:
@@ -137,25 +237,34 @@ def create_backend(
     Raises:
         ValueError: unknown kind or option (named), or an option that needs the other kind.
     """
-    k = _ALIASES.get(str(kind).lower())
-    if k is None:
-        raise ValueError(f"backend kind must be one of {list(KINDS)}, but got {kind!r}")
-    allowed = _TORCH_OPTS if k == "torch" else _ORT_OPTS
+    spec = backend_kind(kind)
+    allowed = spec.option_names()
     unknown = sorted(set(opts) - allowed)
     if unknown:
-        raise ValueError(f"unknown option {unknown[0]!r} for the {k} backend; valid: {sorted(allowed)}")
-    dev = resolve_device(device)
-    if k == "torch":
-        if onnx_path is not None and checkpoint is None and opts.get("model") is None:
-            raise ValueError("the torch backend needs a checkpoint, not an ONNX file (`onnx_path`)")
-        model, meta, _ = _load_model(checkpoint, opts.pop("model", None))
-        return TorchBackend(model, meta, dev, fp16=fp16, **opts)
+        raise ValueError(f"unknown option {unknown[0]!r} for the {spec.name} backend; valid: {sorted(allowed)}")
+    model = opts.pop("model", None)
+    spec.options(**opts)  # validates the values
+    return spec.factory(checkpoint, resolve_device(device), fp16, onnx_path, model=model, **opts)
 
+
+@register_backend("torch", TorchOptions, aliases=("pytorch",))
+def _torch_backend(checkpoint: str | None, dev: torch.device, fp16: bool | None, onnx_path: str | None,
+                   *, model: CamModel | None = None, **opts: Any) -> Backend:
+    if onnx_path is not None and checkpoint is None and model is None:
+        raise ValueError("the torch backend needs a checkpoint, not an ONNX file (`onnx_path`)")
+    model, meta, _ = _load_model(checkpoint, model)
+    return TorchBackend(model, meta, dev, fp16=fp16, **opts)
+
+
+@register_backend("onnxruntime", OrtOptions, aliases=("ort", "onnx"))
+def _ort_backend(checkpoint: str | None, dev: torch.device, fp16: bool | None, onnx_path: str | None,
+                 *, model: CamModel | None = None, **opts: Any) -> Backend:
     from core.backends.ort_backend import OrtBackend
 
-    model = opts.pop("model", None)
     maps = tuple(opts.pop("maps", ()) or ())
     opset = opts.pop("opset", None)
+    if "providers" in opts:
+        opts["providers"] = tuple(opts["providers"]) or None
     want_fp16 = _ort_fp16(fp16, dev, maps)
     if onnx_path is not None:
         path = Path(onnx_path)
@@ -173,4 +282,7 @@ def create_backend(
     return OrtBackend(path, dev, fp16_path=fp16_path, **opts)
 
 
-__all__ = ["KINDS", "Backend", "TorchBackend", "cache_dir", "cached_export", "create_backend", "resolve_device"]
+KINDS = tuple(BACKENDS)
+
+__all__ = ["BACKENDS", "KINDS", "Backend", "BackendKind", "OrtOptions", "TorchOptions", "TorchBackend", "backend_kind",
+           "cache_dir", "cached_export", "create_backend", "register_backend", "resolve_device"]

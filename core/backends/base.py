@@ -37,20 +37,28 @@ class Backend(Protocol):
         ...
 
 
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``auto`` -> cuda when torch sees a GPU, else cpu; otherwise ``torch.device(device)``.
+def resolve_device(device: str | torch.device, strict: bool = False) -> torch.device:
+    """The one device resolver: ``auto`` -> cuda when torch sees a GPU, else cpu; otherwise ``torch.device(device)``.
+
+    Args:
+        device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or a ``torch.device``.
+        strict: refuse a cuda device torch cannot use (else the caller decides, e.g. the torch backend
+            falls back to cpu with a warning).
 
     Raises:
-        ValueError: naming the value, when it is not a device string.
+        ValueError: naming the value, when it is not a device string (or, with ``strict``, when CUDA is missing).
     """
     if isinstance(device, torch.device):
-        return device
-    if device == "auto":
+        dev = device
+    elif device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"device must be one of {list(DEVICES)} (or cuda:N), but got {device!r}") from None
+    else:
+        try:
+            dev = torch.device(device)
+        except (RuntimeError, TypeError):
+            raise ValueError(f"device must be one of {list(DEVICES)} (or cuda:N), but got {device!r}") from None
     if dev.type not in ("cpu", "cuda"):
         raise ValueError(f"device must be one of {list(DEVICES)} (or cuda:N), but got {device!r}")
+    if strict and dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(device)!r}: CUDA is not available here")
     return dev

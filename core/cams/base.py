@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 from torch import Tensor
 
@@ -44,3 +44,24 @@ class Method:
     fn: Callable[[CamInputs], MapResult]
     needs_grads: bool
     doc: str
+
+
+@dataclass(frozen=True)
+class ModelMethod:
+    """A registered map method that needs the model and the input, not only one layer's activations
+    (e.g. ``haycam+hr``'s shift-and-stitch runs extra forwards).
+
+    Attributes:
+        name: the method's name.
+        build: ``build(model, options) -> runner``; ``model`` is a ``CamModel`` or an inference backend,
+            ``options`` the method's options (e.g. a checkpoint's calibrated variant). The runner is
+            called as ``runner(images (B, 3, S, S), logits=(B, K) or None) -> (raw (B, h', w'),
+            bad (B,) bool)``; it raises ValueError naming the backend when it cannot run there.
+        doc: one line for ``--help``.
+        default_options: the options used when neither the caller nor the checkpoint gives any.
+    """
+
+    name: str
+    build: Callable[[Any, dict], Callable[..., tuple[Tensor, Tensor]]]
+    doc: str
+    default_options: dict = field(default_factory=dict)

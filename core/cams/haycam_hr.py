@@ -23,8 +23,11 @@ get a finer map with the *same* weights (pick one on the validation split):
 Each variant computes HayCAM+ (``core.cams.haycam.haycam_plus``: PCA components
 explaining ``variance_fraction`` of the variance, summed, deterministic signs) on the
 layer(s) it uses. Logits always come from the unmodified 224-px forward, so the class is
-the model's own decision. Not registered in ``core.cams.METHODS`` (which holds the
-paper's six); evaluation exposes it as ``haycam+hr``.
+the model's own decision. Registered as the model method ``haycam+hr`` in ``core.cams.MODEL_METHODS``
+(``core.cams.METHODS`` holds the paper's six single-layer functions): :func:`hires_runner` builds it
+for a ``CamModel`` (every variant) or an inference backend (``shift`` only: it needs nothing but the
+backend's forward on shifted inputs; ``dilate``, ``fuse`` and ``scale`` change or tap the network and
+need the torch model, so an onnxruntime backend refuses them with a message naming it).
 """
 from __future__ import annotations
 
@@ -192,6 +195,11 @@ def shift_and_stitch(features, x: Tensor, stride: int, shifts: int = 2) -> Tenso
     return out
 
 
+# Used when neither the caller nor the checkpoint names a variant (calibrated checkpoints store their own): the
+# val winner on the labels-only mobilenet_v2, and not `dilate`, which a stride-16 model cannot take.
+DEFAULT_HR = HiResConfig("fuse", "product", variance_fraction=0.5)
+
+
 def _haycam_plus_raw(acts: Tensor, fraction: float) -> tuple[Tensor, Tensor]:
     clean, bad = sanitize(acts.detach().float())
     raw = haycam_plus(CamInputs(clean, None, {"variance_fraction": fraction})).raw
@@ -263,3 +271,48 @@ class HiResHayCAM:
         raw = haycam_plus(CamInputs(clean, None, {"variance_fraction": frac})).raw
         maps, deg = normalize_maps(raw, bad)
         return HiResResult(logits, raw, maps, deg)
+
+
+def hires_runner(model, options: dict | None = None):
+    """The ``haycam+hr`` runner for a ``CamModel`` or an inference backend (``core.cams.ModelMethod.build``).
+
+    Args:
+        model: a ``CamModel``; a torch backend (its ``model`` is used, inputs cast to its dtype); or any
+            backend with ``forward(images) -> (logits, acts)``, ``meta`` and ``name`` (variant ``shift`` only).
+        options: :class:`HiResConfig` fields (unknown keys are an error).
+
+    Returns:
+        ``runner(images (B, 3, S, S), logits=None) -> (raw (B, h', w'), bad (B,) bool)``: the hi-res map
+        before normalisation and the images whose activations were degenerate.
+
+    Raises:
+        ValueError: bad options, or a variant the backend cannot run (naming the backend).
+    """
+    cfg = HiResConfig.from_dict(dict(options or {}))
+    cam = getattr(model, "model", model)
+    if isinstance(cam, CamModel):
+        dtype = next(cam.parameters()).dtype
+        hr = HiResHayCAM(cam, cfg)
+
+        def run_model(images: Tensor, logits: Tensor | None = None) -> tuple[Tensor, Tensor]:
+            r = hr(images.to(dtype), logits=logits)
+            return r.raw.float(), r.degenerate
+
+        return run_model
+    if not callable(getattr(model, "forward", None)) or getattr(model, "meta", None) is None:
+        raise TypeError(f"`model` must be a CamModel or an inference backend, but got {type(model).__name__}")
+    name = getattr(model, "name", type(model).__name__)
+    if cfg.variant != "shift":
+        raise ValueError(f"haycam+hr variant {cfg.variant!r} needs the torch model (it changes or taps the network); "
+                         f"the {name} backend runs only variant 'shift' (shift-and-stitch: {cfg.shifts}² forwards "
+                         "of the unchanged network); use the torch backend")
+    stride = int(model.meta.output_stride)
+
+    def run_backend(images: Tensor, logits: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        with torch.no_grad():
+            acts = shift_and_stitch(lambda x: model.forward(x)[1], images, stride, cfg.shifts)
+        clean, bad = sanitize(acts.detach().float())
+        raw = haycam_plus(CamInputs(clean, None, {"variance_fraction": cfg.variance_fraction})).raw
+        return raw, bad
+
+    return run_backend

@@ -19,7 +19,7 @@ class MTCNNDetector(FaceDetector):
     """MTCNN cascade; extra option ``min_face_size`` (pixels, default 12: the P-Net's own cell)."""
 
     name = "mtcnn"
-    package = PackageSpec(module="facenet_pytorch", dist="facenet-pytorch==2.6.0", licence="MIT")
+    package = PackageSpec(module="facenet_pytorch", dist="facenet-pytorch==2.6.0", licence="MIT", extra_pip="requests")
     default_options: ClassVar[dict] = {"score_threshold": 0.7, "nms_iou": 0.4, "input_size": None}
     extra_options: ClassVar[tuple[str, ...]] = ("min_face_size",)
 

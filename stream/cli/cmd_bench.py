@@ -1,4 +1,4 @@
-"""``maskstream bench``: img/s and latency by backend × batch size × map method (see tools/bench.py)."""
+"""``maskstream bench``: img/s and latency by backend × batch size × map method (see core/bench.py)."""
 from __future__ import annotations
 
 import argparse
@@ -16,15 +16,15 @@ ORDER = 70
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags: those of ``tools.bench``."""
-    from tools.bench import add_arguments as bench_args
+    """Flags: those of ``core.bench``."""
+    from core.bench import add_arguments as bench_args
 
     bench_args(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     """Validate flags (UserError names the bad one), then run the benchmark."""
-    from tools.bench import main_args, validate
+    from core.bench import main_args, validate
 
     try:
         validate(args)

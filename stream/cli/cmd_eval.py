@@ -1,4 +1,4 @@
-"""``maskstream eval``: thin wrapper over :mod:`tools.eval` (all logic lives there)."""
+"""``maskstream eval``: thin wrapper over :mod:`core.evaluation.eval` (all logic lives there)."""
 from __future__ import annotations
 
 NAME = "eval"
@@ -15,13 +15,13 @@ ORDER = 60
 
 
 def add_arguments(parser) -> None:
-    from tools.eval import add_arguments as add
+    from core.evaluation.eval import add_arguments as add
 
     add(parser)
 
 
 def run(args) -> int:
-    from tools.eval import options_from_args, run_eval
+    from core.evaluation.eval import options_from_args, run_eval
 
     report = run_eval(options_from_args(args))
     loc = report["localization"]

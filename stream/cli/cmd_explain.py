@@ -17,16 +17,18 @@ HELP = "classify images and explain each decision with a saliency map and boxes"
 DESCRIPTION = (
     "Classify each IMAGE as with_mask / without_mask, compute its saliency map (HayCAM+ by default) "
     "and the boxes cut from it. Writes OUT/<image>_<method>.png overlays (map blended over the image, "
-    "boxes drawn) and prints one line per image, or JSON with --json."
+    "boxes drawn) and prints one line per image, or JSON with --json. With --mode faces a face detector "
+    "finds every face first and each face gets its own class, map and box (OUT/<image>_<method>_faces.png)."
 )
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``maskstream explain``."""
-    from core.cams import METHODS
+    from core.cams import method_names
 
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, ...)")
-    p.add_argument("--method", default="haycam+", help=f"map method, one of: {', '.join(METHODS)}")
+    p.add_argument("--method", default="haycam+", help=f"map method, one of: {', '.join(method_names())} "
+                   "(haycam+hr: its variant as calibrated in the checkpoint)")
     p.add_argument("--checkpoint", default=None, help="model checkpoint (default: the shipped MobileNetV2 model)")
     p.add_argument("--out", default="out/explain", help="folder for overlay PNGs (and maps)")
     p.add_argument("--json", action="store_true", help="print results as JSON instead of text")
@@ -35,7 +37,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threshold", default=None, help="box threshold: fraction:0.5, percentile:90 or otsu "
                    "(default: the checkpoint's calibrated threshold for the method, else fraction:0.5)")
     p.add_argument("--target", default=None, help="class name to explain (default: the predicted class)")
-    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
+    p.add_argument("--device", default="cpu", help="torch device: auto, cpu, cuda, cuda:N")
+    p.add_argument("--mode", choices=("frame", "faces"), default="frame",
+                   help="frame: one class and map for the whole image; faces: detect faces, then classify and "
+                   "explain each (as maskstream run --mode faces; every --method works in both)")
+    from core.detect import DEFAULT, DETECTORS
+
+    p.add_argument("--detector", choices=list(DETECTORS), default=None,
+                   help=f"face detector for --mode faces (default: {DEFAULT}, as maskstream run)%(default).0s")
 
 
 def parse_threshold(text: str):
@@ -73,17 +82,17 @@ def overlay(image: np.ndarray, heat: np.ndarray, boxes: list, label: str, alpha:
 
 def run(args: argparse.Namespace) -> int:
     """Explain each image; returns the exit code."""
-    import torch
 
     from core import explain
+    from core.backends.base import resolve_device
     from core.boxes import Threshold
-    from core.cams import get_method
+    from core.cams import MODEL_METHODS, check_method
     from core.checkpoint import load_checkpoint
-    from core.localization import threshold_from_dict, threshold_to_dict
+    from core.localization import stored_threshold, threshold_to_dict
     from core.preprocess import images_to_input
 
     try:
-        get_method(args.method)
+        check_method(args.method)
     except ValueError as exc:
         raise UserError(str(exc)) from None
     images = [read_image(p) for p in args.images]
@@ -94,26 +103,41 @@ def run(args: argparse.Namespace) -> int:
         if args.target not in meta.class_names:
             raise UserError(f"--target {args.target!r}: not a class of this model ({', '.join(meta.class_names)})")
         target = meta.class_names.index(args.target)
+    try:  # calibrated on val by `maskstream eval --calibrate`
+        stored = stored_threshold(ckpt.thresholds, args.method, str(ckpt.path))
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     if args.threshold:
         spec = parse_threshold(args.threshold)
-    elif args.method in ckpt.thresholds:  # calibrated on val by `maskstream eval --calibrate`
-        try:
-            spec = threshold_from_dict(ckpt.thresholds[args.method], f"{ckpt.path}: thresholds[{args.method!r}]")
-        except ValueError as exc:
-            raise UserError(str(exc)) from None
+    elif stored is not None:
+        spec = stored.threshold
     else:
         spec = Threshold()
+    options = dict(stored.options) if stored is not None and args.method in MODEL_METHODS else None
     try:
-        device = torch.device(args.device)
+        device = resolve_device(args.device, strict=True)
         model = ckpt.model.to(device)
-    except (RuntimeError, AssertionError) as exc:
+    except (ValueError, RuntimeError, AssertionError) as exc:
         raise UserError(f"--device {args.device}: {exc}") from None
-    x = images_to_input(images, meta, device)
-    res = explain(model, x, args.method, target, threshold=spec)
-    probs = res.probs.cpu()
-    maps = res.maps.cpu().numpy()
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if args.mode == "faces":
+        from stream.cli.explain_faces import explain_faces, print_text
+
+        records = explain_faces(args, images, ckpt, model, spec, target, out_dir, options)
+        if args.json:
+            json.dump(records, sys.stdout, indent=2)
+            print()
+        else:
+            print_text(records)
+        return 0
+    x = images_to_input(images, meta, device)
+    try:
+        res = explain(model, x, args.method, target, threshold=spec, options=options)
+    except ValueError as exc:  # e.g. stored options this model cannot take
+        raise UserError(f"--method {args.method}: {exc}") from None
+    probs = res.probs.cpu()
+    maps = res.maps.cpu().numpy()
     safe_method = args.method.replace("+", "plus")
     records = []
     for i, (path, img) in enumerate(zip(args.images, images)):
@@ -139,6 +163,8 @@ def run(args: argparse.Namespace) -> int:
         }
         if res.n_components is not None:
             rec["n_components"] = int(res.n_components[i])
+        if options:
+            rec["options"] = options
         if args.save_maps:
             np.save(out_dir / f"{stem}_{safe_method}_raw.npy", res.raw_maps[i].cpu().numpy())
             np.save(out_dir / f"{stem}_{safe_method}_map.npy", heat.astype(np.float32))

@@ -34,7 +34,7 @@ def _h(text: str) -> str:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from core.cams import METHODS
+    from core.cams import method_names
 
     p.add_argument(
         "--source",
@@ -53,7 +53,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="FILE",
         default=None,
         help=_h(
-            "YAML config overlaid on configs/default.yaml; a bare name picks configs/NAME.yaml (webcam, rtsp, offline)"
+            "YAML config overlaid on the defaults (configs/default.yaml); a bare name picks a bundled "
+            "config: webcam, rtsp, offline, crowd"
         ),
     )
     p.add_argument(
@@ -67,9 +68,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--method",
-        choices=list(METHODS),
+        choices=list(method_names()),
         default=None,
-        help=_h("saliency map method (config: worker.method, default haycam+)"),
+        help=_h(
+            "saliency map method (config: worker.method, default haycam+); haycam+hr: the finer map, with the "
+            "variant and threshold calibrated in the checkpoint (several forwards per batch)"
+        ),
     )
     p.add_argument(
         "--output",
@@ -77,9 +81,31 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="FILE|DIR",
         default=None,
         help=_h(
-            "annotated video (.mp4 mp4v or .avi MJPG; several sources write FILE-<k>.ext), or a folder "
-            "(no suffix) for one annotated image per frame, named after the photo for image folders"
+            "annotated video (.mp4: fragmented H.264, plays in browsers and after a crash; .avi: MJPG; "
+            "several sources write FILE-<k>.ext), or a folder (no suffix) for one annotated image per frame, "
+            "named after the photo for image folders"
         ),
+    )
+    p.add_argument(
+        "--codec",
+        choices=("auto", "h264", "mp4v", "mjpg"),
+        default=None,
+        help=_h("codec of --output (config: sinks.codec; auto: h264 for .mp4, mjpg for .avi)"),
+    )
+    p.add_argument(
+        "--record",
+        metavar="DIR",
+        default=None,
+        help=_h(
+            "record every source continuously into DIR in segments (config: sinks.record.*: length, "
+            "retention by age and size); DIR/index.sqlite lists segments and their events"
+        ),
+    )
+    p.add_argument(
+        "--clips",
+        metavar="DIR",
+        default=None,
+        help=_h("write a short annotated clip of each no-mask moment into DIR (config: sinks.clips.*)"),
     )
     p.add_argument("--events", metavar="FILE", default=None, help=_h("JSON Lines events file"))
     p.add_argument(
@@ -122,9 +148,12 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     ):
         if getattr(args, opt) is not None:
             o["worker"][key] = getattr(args, opt)
-    for opt in ("output", "events", "snapshots"):
+    for opt in ("output", "events", "snapshots", "codec"):
         if getattr(args, opt) is not None:
             o["sinks"][opt] = getattr(args, opt)
+    for opt in ("record", "clips"):
+        if getattr(args, opt) is not None:
+            o["sinks"][opt] = {"dir": getattr(args, opt)}
     if args.no_display:
         o["sinks"]["display"] = False
     if args.max_frames is not None:
@@ -187,7 +216,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"maskstream: error: {exc}", file=sys.stderr)
         return exc.exit_code
     print(summary.format())
-    outs = [p for p in (cfg.sinks.output, cfg.sinks.events, cfg.sinks.snapshots) if p]
+    outs = [p for p in (cfg.sinks.output, cfg.sinks.events, cfg.sinks.snapshots, cfg.sinks.record.dir,
+                        cfg.sinks.clips.dir) if p]
     if outs:
         print("  wrote    " + ", ".join(outs))
     if args.json_summary:

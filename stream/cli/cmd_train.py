@@ -1,4 +1,4 @@
-"""``maskstream train``: train the classifier (a thin wrapper over ``tools/train.py``)."""
+"""``maskstream train``: train the classifier (a thin wrapper over ``core/training/train.py``)."""
 from __future__ import annotations
 
 import argparse
@@ -15,12 +15,12 @@ ORDER = 80
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from tools.train import add_arguments as add
+    from core.training.train import add_arguments as add
 
     add(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    from tools.train import run as train_run
+    from core.training.train import run as train_run
 
     return train_run(args)

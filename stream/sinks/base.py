@@ -9,7 +9,7 @@ import numpy as np
 
 from stream.frames import SourceEvent
 from stream.redact import redact_text
-from stream.worker import FrameResult, SkippedFrame
+from stream.results import FrameResult, SkippedFrame
 
 
 def wall_time(monotonic_t: float, _offset: list[float] = []) -> float:  # noqa: B006 - process-wide offset
@@ -25,7 +25,11 @@ def safe_name(source_id: str) -> str:
 
 
 class Sink:
-    """Base sink: every method is a no-op; ``close`` must be idempotent and never raise twice."""
+    """Base sink: every method is a no-op; ``close`` must be idempotent and never raise twice.
+
+    A sink type that ``run`` can build from the config also registers itself with its options dataclass
+    (``stream.sinks.registry.register_sink``) and has ``from_options(options, ctx) -> Sink | None``.
+    """
 
     def __enter__(self) -> "Sink":
         return self
@@ -41,6 +45,10 @@ class Sink:
 
     def skip(self, item: SkippedFrame) -> None:
         """A frame the worker could not use."""
+
+    def person(self, event: dict) -> None:
+        """A person event from the tracker: ``{"type": "person", "event": "decided"|..., "source",
+        "person_id", "frame_index", "time", "label", ...}`` (optional; sinks that need it override)."""
 
     def close(self) -> None:
         """Flush and close (idempotent)."""

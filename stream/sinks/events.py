@@ -6,10 +6,16 @@ Types::
   {"type": "detection", "source", "frame_index", "time", "label", "score", "box": [x1, y1, x2, y2], "map_score"}
   {"type": "state", "source", "state", "time", "message", "attempt"}
   {"type": "skip", "source", "frame_index", "time", "reason"}
+  {"type": "recording", "source", "state": "recording"|"error", "time", "message"}
+      (--record: recording started or resumed / a write error such as a full disk; detection goes on)
+  {"type": "clip", "event": "start", "source", "path", "trigger": "nomask_run"|"person", "frame_index",
+      "time", "pre_roll_s", "person_id"?}   (--clips: a clip file was started; more frames follow)
+  {"type": "clip", "event": "end"|"person"|"error", "source", "path", ...}   (its end, a further
+      person in it, or a write error)
 
 ``time`` is Unix time of capture (frames) or of the change (state); boxes are in frame pixels.
-``name`` is the image's file name relative to its folder for image-folder sources (null otherwise);
-detection events of such frames carry it too.
+``name`` is the image's file name relative to its folder for image-folder sources (``Frame.name``; null
+otherwise); detection and skip events of such frames carry it too.
 Source ids are redacted again here: no credentials ever reach the file.
 """
 
@@ -17,6 +23,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -25,8 +32,9 @@ import numpy as np
 from stream.errors import UserError
 from stream.frames import SourceEvent
 from stream.redact import redact_text
+from stream.results import FrameResult, SkippedFrame
 from stream.sinks.base import Sink, wall_time
-from stream.worker import FrameResult, SkippedFrame
+from stream.sinks.registry import SinkContext, register_sink
 
 FLUSH_S = 1.0
 
@@ -47,7 +55,7 @@ def frame_events(result: FrameResult, latency_s: float | None = None) -> list[di
             "frame_index": int(f.index),
             "time": t,
             "pos_ms": _r(f.pos_ms, 1),
-            "name": getattr(f, "name", None),
+            "name": f.name,
             "label": result.label,
             "score": _r(result.score),
             "latency_ms": _r(None if latency_s is None else 1000 * latency_s, 1),
@@ -67,7 +75,7 @@ def frame_events(result: FrameResult, latency_s: float | None = None) -> list[di
                 "map_score": _r(d.map_score),
             }
         )
-        if getattr(f, "name", None) is not None:
+        if f.name is not None:
             out[-1]["name"] = f.name
     return out
 
@@ -83,6 +91,14 @@ def state_event(ev: SourceEvent) -> dict:
     }
 
 
+@dataclass(frozen=True)
+class EventsOptions:
+    """``sinks.events``: the JSON Lines events file (None: no events)."""
+
+    events: str | None = None
+
+
+@register_sink("events", EventsOptions, flat=True)
 class EventsSink(Sink):
     """Events to a ``.jsonl`` file (created with its parent directory; truncated)."""
 
@@ -96,6 +112,11 @@ class EventsSink(Sink):
         self._last_flush = time.monotonic()
         self.lines = 0
 
+    @classmethod
+    def from_options(cls, opts: EventsOptions, ctx: SinkContext) -> "EventsSink | None":
+        """The sink for ``sinks.events`` (None when unset)."""
+        return cls(opts.events) if opts.events else None
+
     def _emit(self, obj: dict) -> None:
         if self._f is None:
             return
@@ -105,6 +126,10 @@ class EventsSink(Sink):
         if now - self._last_flush >= FLUSH_S:
             self._f.flush()
             self._last_flush = now
+
+    def emit(self, obj: dict) -> None:
+        """One more event from another sink (recording state, clip); same thread as ``write``."""
+        self._emit(obj)
 
     def write(self, result: FrameResult, annotated: np.ndarray) -> None:
         for obj in frame_events(result, time.monotonic() - result.frame.capture_time):
@@ -122,6 +147,7 @@ class EventsSink(Sink):
                 "frame_index": int(f.index),
                 "time": _r(wall_time(f.capture_time), 3),
                 "reason": item.reason,
+                **({"name": f.name} if f.name is not None else {}),
             }
         )
 

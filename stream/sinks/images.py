@@ -1,6 +1,7 @@
 """Annotated images into a folder: one file per frame, named after the photo it came from.
 
-``--output DIR`` (a path without a video suffix) selects this sink instead of a video. A frame of an
+``--output DIR`` (``sinks.output`` without a video suffix) selects this sink instead of a video: the
+registered ``video`` sink type (``stream.sinks.video.VideoSink.from_options``) builds it. A frame of an
 image-folder source is written as ``DIR/<its file name>`` (so ``photos/a.jpg`` -> ``DIR/a.jpg``); other
 frames as ``DIR/<frame index, 6 digits>.jpg``. With several sources each gets ``DIR/<k>/`` (k = source
 position). Each file is written to a temporary name and renamed, so an interrupted run leaves only
@@ -18,10 +19,12 @@ import cv2
 import numpy as np
 
 from stream.errors import UserError
+from stream.results import FrameResult
 from stream.sinks.base import Sink
+from stream.sinks.encoder import CONTAINERS
 
 log = logging.getLogger(__name__)
-VIDEO_SUFFIXES = (".mp4", ".avi")
+VIDEO_SUFFIXES = CONTAINERS
 WRITABLE = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"})
 
 
@@ -80,12 +83,12 @@ class ImageFolderSink(Sink):
             raise UserError(f"output {root}: cannot create the folder ({exc.strerror or exc})") from None
         self.written = 0
 
-    def write(self, result, annotated: np.ndarray) -> None:
+    def write(self, result: FrameResult, annotated: np.ndarray) -> None:
         f = result.frame
         d = self.dirs.get(f.source_id)
         if d is None:
             raise KeyError(f"image folder sink: unknown source {f.source_id!r}")
-        path = d / image_name(getattr(f, "name", None), f.index)
+        path = d / image_name(f.name, f.index)
         params = (
             [cv2.IMWRITE_JPEG_QUALITY, self.options.jpeg_quality] if path.suffix.lower() in (".jpg", ".jpeg") else []
         )

@@ -6,17 +6,38 @@ Rate-limited per source (at most one per ``interval_s`` of capture time). Files 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
 import cv2
 import numpy as np
 
-from stream.errors import UserError
+from stream.errors import UserError, check
+from stream.results import FrameResult
 from stream.sinks.base import Sink, safe_name
-from stream.worker import FrameResult
+from stream.sinks.registry import SinkContext, register_sink
 
 
+@dataclass(frozen=True)
+class SnapshotOptions:
+    """``sinks.snapshots`` and its settings.
+
+    Attributes:
+        snapshots: directory for JPEG snapshots of ``snapshot_labels`` detections. None: off.
+        snapshot_labels: classes that trigger a snapshot.
+        snapshot_interval_s: at most one snapshot per source per this many seconds.
+    """
+
+    snapshots: str | None = None
+    snapshot_labels: tuple[str, ...] = ("without_mask",)
+    snapshot_interval_s: float = 2.0
+
+    def __post_init__(self) -> None:
+        check(self.snapshot_interval_s >= 0, "snapshot_interval_s", f"must be >= 0, got {self.snapshot_interval_s}")
+
+
+@register_sink("snapshots", SnapshotOptions, flat=True)
 class SnapshotSink(Sink):
     """Annotated JPEGs of frames showing one of ``labels``.
 
@@ -44,6 +65,11 @@ class SnapshotSink(Sink):
         self.quality = int(quality)
         self._last: dict[str, float] = {}
         self.written: list[Path] = []
+
+    @classmethod
+    def from_options(cls, opts: SnapshotOptions, ctx: SinkContext) -> "SnapshotSink | None":
+        """The sink for ``sinks.snapshots`` (None when unset)."""
+        return cls(opts.snapshots, opts.snapshot_labels, opts.snapshot_interval_s) if opts.snapshots else None
 
     def write(self, result: FrameResult, annotated: np.ndarray) -> None:
         hits = [d.label for d in result.detections if d.label in self.labels]

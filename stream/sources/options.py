@@ -1,6 +1,7 @@
 """Capture options shared by every source kind (the app's config maps onto these).
 
-These defaults are the only ones: ``stream.config.SourcesConfig`` takes its defaults from here.
+These fields, defaults and checks are the only ones: ``stream.config.SourcesConfig`` is this class plus
+``specs``. A bad value raises ``stream.errors.ConfigValueError`` naming the field.
 """
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import math
 from dataclasses import dataclass
 
 from stream.backoff import Backoff
+from stream.errors import check
 
 
 @dataclass(frozen=True)
@@ -47,35 +49,29 @@ class SourceOptions:
     seed: int | None = None
 
     def __post_init__(self) -> None:
-        def _int(name: str, minimum: int) -> None:
+        def _int(name: str, minimum: int, note: str = "") -> None:
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise ValueError(f"SourceOptions.{name} must be an integer >= {minimum}, got {value!r}")
+            ok = not isinstance(value, bool) and isinstance(value, int) and value >= minimum
+            check(ok, name, f"must be an int >= {minimum}{note}, got {value!r}")
 
-        def _pos(name: str) -> None:
+        def _pos(name: str, null: str = "") -> None:
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-                math.isfinite(value) and value > 0
-            ):
-                raise ValueError(f"SourceOptions.{name} must be a number > 0 seconds, got {value!r}")
+            ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+            check(ok, name, f"must be > 0{null}, got {value!r}")
 
         _int("live_buffer", 1)
         _int("file_queue", 1)
-        _int("max_attempts", 0)
+        _int("max_attempts", 0, " (0: forever)")
         for name in ("reconnect_initial", "reconnect_max", "open_timeout", "read_timeout"):
-            _pos(name)
-        if self.reconnect_max < self.reconnect_initial:
-            raise ValueError(
-                f"SourceOptions.reconnect_max ({self.reconnect_max}) must be >= "
-                f"reconnect_initial ({self.reconnect_initial})"
-            )
-        if isinstance(self.reconnect_jitter, bool) or not 0 <= self.reconnect_jitter < 1:
-            raise ValueError(f"SourceOptions.reconnect_jitter must be in [0, 1), got {self.reconnect_jitter!r}")
+            _pos(name, " seconds")
+        check(self.reconnect_max >= self.reconnect_initial, "reconnect_max",
+              f"must be >= reconnect_initial ({self.reconnect_initial}), got {self.reconnect_max}")
+        check(not isinstance(self.reconnect_jitter, bool) and 0 <= self.reconnect_jitter < 1, "reconnect_jitter",
+              f"must be in [0, 1), got {self.reconnect_jitter!r}")
         if self.fps is not None:
-            _pos("fps")
+            _pos("fps", " or null")
         for name in ("loop", "realtime"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"SourceOptions.{name} must be true or false, got {getattr(self, name)!r}")
+            check(isinstance(getattr(self, name), bool), name, f"must be true or false, got {getattr(self, name)!r}")
 
     def backoff(self) -> Backoff:
         """A fresh reconnect schedule built from these options."""

@@ -17,7 +17,7 @@ Two modes:
   are computed once, then ``features[tail_from:]`` + classifier train on them. Faster, but the
   fixed views limit augmentation: on our data it scored clearly below ``full`` (docs/TRAINING.md).
 
-Run ``python -m tools.train --help`` (or ``maskstream train --help``).
+Run ``python -m core.training.train --help`` (or ``maskstream train --help``).
 """
 from __future__ import annotations
 
@@ -39,18 +39,19 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from core.backends.base import resolve_device
 from core.checkpoint import load_checkpoint, save_checkpoint
-from core.data.augment import AugmentConfig, augment_rgb01, augment_rgb01_with_masks, bgr_uint8_to_rgb01
+from core.data.augment import AugmentConfig
 from core.data.errors import DataError
 from core.data.training_set import CLASS_NAMES, DOMAINS, DataSpec, LabeledSet, build_set, fingerprint
+from core.errors import UserError
 from core.extent_loss import box_masks, extent_loss
 from core.model import OUTPUT_STRIDES, CamModel, ModelMeta, dilate_last_stage
-from core.preprocess import normalize
-from stream.errors import UserError
-from tools.train_backbones import PRETRAINED, build_backbone
-from tools.train_budget import PLAN_EPOCHS, plan_epochs
-from tools.train_features import extract, make_runner
-from tools.train_metrics import domain_metrics
+from core.training.train_backbones import PRETRAINED, build_backbone
+from core.training.train_budget import PLAN_EPOCHS, plan_epochs
+from core.training.train_features import extract, make_runner
+from core.training.train_input import _predict, _to_input, _to_input_with_masks
+from core.training.train_metrics import domain_metrics
 
 log = logging.getLogger("maskstream.train")
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,7 +61,7 @@ CPU_FROZEN_PREFIX = 7  # mobilenet_v2 blocks kept at ImageNet when training on a
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """Options of ``tools/train.py`` and ``maskstream train`` (one definition for both)."""
+    """Options of ``core/training/train.py`` and ``maskstream train`` (one definition for both)."""
     g = p.add_argument_group("data")
     g.add_argument("--voc-root", type=Path, default=DEFAULT_DATA / "facemask_voc", help="facemask_voc folder")
     g.add_argument("--crops-root", type=Path, default=DEFAULT_DATA / "facemask_crops", help="facemask_crops folder")
@@ -124,7 +125,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m tools.train", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="python -m core.training.train", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_arguments(p)
     return p
@@ -158,23 +159,6 @@ def _cached_set(spec: DataSpec, split: str, fp: str, args) -> LabeledSet:
     return s
 
 
-def _to_input(frames_u8: torch.Tensor, meta: ModelMeta, aug: AugmentConfig | None, g: torch.Generator) -> torch.Tensor:
-    """(B, S, S, 3) uint8 BGR -> (B, 3, I, I) normalised input, augmented when ``aug`` is given."""
-    x = bgr_uint8_to_rgb01(frames_u8)
-    if aug is not None:
-        x = augment_rgb01(x, aug, g, out_size=meta.input_size)
-    elif x.shape[-1] != meta.input_size:
-        x = F.interpolate(x, size=(meta.input_size,) * 2, mode="bilinear", align_corners=False, antialias=True)
-    return normalize(x, meta.mean, meta.std)
-
-
-def _to_input_with_masks(frames_u8: torch.Tensor, masks: torch.Tensor, meta: ModelMeta, aug: AugmentConfig,
-                         g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`_to_input` with augmentation, plus (B, 1, S, S) masks moved by the same geometry."""
-    x, m = augment_rgb01_with_masks(bgr_uint8_to_rgb01(frames_u8), masks, aug, g, out_size=meta.input_size)
-    return normalize(x, meta.mean, meta.std), m
-
-
 # ----------------------------------------------------------------------------------------- loop
 
 
@@ -182,14 +166,6 @@ def _class_weights(labels: np.ndarray) -> torch.Tensor:
     counts = np.bincount(labels, minlength=len(CLASS_NAMES)).astype(np.float64)
     w = counts.sum() / np.maximum(counts, 1) / len(CLASS_NAMES)
     return torch.tensor(w, dtype=torch.float32)
-
-
-def _predict(fn, n: int, batch: int, device: torch.device) -> np.ndarray:
-    outs = []
-    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
-        for s in range(0, n, batch):
-            outs.append(fn(np.arange(s, min(n, s + batch))).float().cpu())
-    return torch.cat(outs).numpy() if outs else np.zeros((0, len(CLASS_NAMES)), np.float32)
 
 
 def _resume_key(args) -> dict:
@@ -254,7 +230,7 @@ def fit(model: nn.Module, train_step_input, n_train: int, y_train: np.ndarray, v
         if t_epoch is not None:  # the last epoch, start to start: its checkpoint write included
             epoch_seconds.append(now - t_epoch)
             if args.time_budget is not None and len(epoch_seconds) <= PLAN_EPOCHS:
-                # fit the run into the budget and end the cosine schedule there (tools/train_budget.py)
+                # fit the run into the budget and end the cosine schedule there (core/training/train_budget.py)
                 fit_n = plan_epochs(args.time_budget, epoch_seconds, epoch, args.epochs)
                 if fit_n != n_epochs:
                     n_epochs = fit_n
@@ -333,12 +309,11 @@ class _Tail(nn.Module):
 
 
 def _resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {name}: CUDA is not available here")
-    return dev
+    try:
+        return resolve_device(name, strict=True)
+    except ValueError:
+        raise UserError(f"--device {name}: CUDA is not available here" if name.startswith("cuda")
+                        else f"--device {name}: not a device (auto, cpu, cuda, cuda:N)") from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -493,7 +468,7 @@ def _run(args: argparse.Namespace) -> int:
         test = _cached_set(spec, "test", fp, args)
         metrics["test"] = evaluate(ck.model, test, device, bs * 2)
         metrics["test_checkpoint"] = str(final_path)
-        from tools.train_diagnostics import diagnostics
+        from core.training.train_diagnostics import diagnostics
 
         metrics["test_diagnostics"] = diagnostics(ck.model, spec, test, device)
         extra["total_seconds"] = round(time.time() - t0, 1)

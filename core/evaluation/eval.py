@@ -34,8 +34,9 @@ from tqdm import tqdm
 
 from core.boxes import Threshold
 from core.cams import METHODS
-from core.cams.haycam_hr import HiResConfig, HiResHayCAM, forward_mid_last
+from core.cams.haycam_hr import DEFAULT_HR, HiResConfig, HiResHayCAM, forward_mid_last
 from core.checkpoint import DEFAULT_CHECKPOINT, Checkpoint, CheckpointError, load_checkpoint
+from core.errors import UserError
 from core.explain import explain_features
 from core.localization import (
     DEFAULT_THRESHOLD,
@@ -45,15 +46,14 @@ from core.localization import (
     face_share,
     paired_bootstrap,
     score_method,
+    stored_threshold,
     threshold_candidates,
-    threshold_from_dict,
     threshold_to_dict,
 )
 from core.metrics import cam_threshold_grid
 from core.model import CamModel
 from core.postprocess import upsample_maps
 from core.preprocess import images_to_input
-from stream.errors import UserError
 
 log = logging.getLogger("maskstream.eval")
 
@@ -61,9 +61,6 @@ HR_METHOD = "haycam+hr"
 ALL_METHODS: tuple[str, ...] = (*METHODS, HR_METHOD)
 MASKSTREAM_MAPS: tuple[str, ...] = ("haycam+", HR_METHOD)
 BASELINES: tuple[str, ...] = ("gradcam", "gradcam++", "layercam", "eigencam", "haycam")
-# Used when a checkpoint has no calibrated haycam+hr entry (calibrated ones store their own variant): the
-# val winner on the labels-only mobilenet_v2, and not `dilate`, which a stride-16 model cannot take.
-DEFAULT_HR = HiResConfig("fuse", "product", variance_fraction=0.5)
 # Searched on val by --calibrate. The paper's fraction 0.9 for every variant, plus smaller fractions:
 # on the shipped mobilenet_v2, val IoU of 7x7 HayCAM+ rises as the fraction falls (tools/eval_ablation.py).
 HR_CANDIDATES: tuple[HiResConfig, ...] = (
@@ -258,22 +255,19 @@ def thresholds_from_checkpoint(ckpt: Checkpoint, methods: Sequence[str]) -> dict
     """Each method's stored threshold, or the default flagged as not calibrated."""
     out = {}
     for m in methods:
-        entry = ckpt.thresholds.get(m)
         hr = DEFAULT_HR if m == HR_METHOD else None
-        if entry is None:
-            out[m] = MethodThreshold(DEFAULT_THRESHOLD, False, hr=hr)
-            continue
         try:
-            spec = threshold_from_dict(entry, f"{ckpt.path}: thresholds[{m!r}]")
-            if m == HR_METHOD and isinstance(entry, dict) and "options" in entry:
-                hr = HiResConfig.from_dict(dict(entry["options"]))
+            stored = stored_threshold(ckpt.thresholds, m, str(ckpt.path))
+            if stored is not None and m == HR_METHOD and stored.options:
+                hr = HiResConfig.from_dict(stored.options)
         except ValueError as exc:
             log.warning("%s; using the default threshold (not calibrated)", exc)
             out[m] = MethodThreshold(DEFAULT_THRESHOLD, False, hr=hr)
             continue
-        val = entry.get("val_iou") if isinstance(entry, dict) else None
-        out[m] = MethodThreshold(spec, bool(isinstance(entry, dict) and entry.get("calibrated", False)), val, hr,
-                                 dict(entry) if isinstance(entry, dict) else {})
+        if stored is None:
+            out[m] = MethodThreshold(DEFAULT_THRESHOLD, False, hr=hr)
+            continue
+        out[m] = MethodThreshold(stored.threshold, stored.calibrated, stored.val_iou, hr, stored.entry)
     return out
 
 
@@ -340,7 +334,7 @@ def classification(logits: torch.Tensor, labels: Sequence[str], class_names: Seq
     With ``face_px`` (N,) (face shorter side in the source photo) the same numbers are also given
     per size bucket (< 16, 16-32, >= 32 px) under ``by_face_size``.
     """
-    from tools.train_diagnostics import face_size_buckets
+    from core.training.train_diagnostics import face_size_buckets
 
     out = _classification(logits, labels, class_names)
     if face_px is not None and len(face_px) == len(labels):
@@ -377,9 +371,9 @@ def _default_out_checkpoint(opts: EvalOptions, src: Path) -> Path:
 
 def run_eval(opts: EvalOptions) -> dict:
     """Run the whole evaluation and write report.json, report.md, figure.png under ``opts.out``."""
-    from tools.eval_extent_plot import render_extent
-    from tools.eval_figure import render_figure
-    from tools.eval_report import write_markdown
+    from core.evaluation.eval_extent_plot import render_extent
+    from core.evaluation.eval_figure import render_figure
+    from core.evaluation.eval_report import write_markdown
 
     t0 = time.time()
     if opts.threads > 0:
@@ -501,7 +495,7 @@ def run_eval(opts: EvalOptions) -> dict:
 def write_errors(path: Path, crops: Crops, logits: torch.Tensor, class_names: Sequence[str],
                  limit: int = 64) -> Path | None:
     """``errors.png``: the misclassified crops (most confident first, at most ``limit``), zoomed on the face."""
-    from tools.eval_figure import render_errors
+    from core.evaluation.eval_figure import render_errors
 
     probs = logits.float().softmax(1)
     conf, pred = probs.max(1)
@@ -582,7 +576,7 @@ def _jsonable(x):
 
 
 def add_arguments(p) -> None:
-    """Options of ``maskstream eval`` (also used by ``python -m tools.eval``)."""
+    """Options of ``maskstream eval`` (also used by ``python -m core.evaluation.eval``)."""
     p.add_argument("--data", type=Path, required=True,
                    help="VOC-style folder: annotations.json + images (e.g. ../shared/data/facemask_voc)")
     p.add_argument("--out", type=Path, required=True,
@@ -627,14 +621,3 @@ def options_from_args(args) -> EvalOptions:
         box_select=args.box_select, figure_rows=args.figure_rows, limit=args.limit, threads=args.threads,
         progress=args.progress,
     )
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m tools.eval ...`` (same options as ``maskstream eval``)."""
-    from stream.cli.main import main as cli_main
-
-    return cli_main(["eval", *(argv if argv is not None else __import__("sys").argv[1:])])
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -13,7 +13,7 @@
   the real faces of about that size, once clean and once JPEG-coded at the small size. Same faces and labels,
   only the pixels change: it separates "few pixels", "compressed few pixels" and "different faces".
 
-Run on a checkpoint: ``python -m tools.train_diagnostics CKPT [--update]`` (``--update`` stores
+Run on a checkpoint: ``python -m core.training.train_diagnostics CKPT [--update]`` (``--update`` stores
 the result in the checkpoint's metrics under ``test_diagnostics``).
 """
 from __future__ import annotations
@@ -35,7 +35,7 @@ from core.data.splits import voc_split
 from core.data.training_set import CLASS_NAMES, EVAL_CONTEXT_SEED, DataSpec, LabeledSet
 from core.data.voc import load_image, read_duplicate_groups, read_voc
 from core.model import CamModel
-from tools.train_metrics import binary_metrics
+from core.training.train_metrics import binary_metrics
 
 ZOOMS = (0.6, 0.4)
 SIZE_BUCKETS = ((0, 16), (16, 32), (32, 10**9))
@@ -52,8 +52,8 @@ def face_size_buckets(face_px: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def _predict(model: CamModel, images: np.ndarray, device: torch.device, batch: int = 128) -> np.ndarray:
-    from tools.train import _predict as pred
-    from tools.train import _to_input
+    from core.training.train_input import _predict as pred
+    from core.training.train_input import _to_input
 
     return pred(lambda i: model(_to_input(torch.from_numpy(images[i]).to(device), model.meta, None, None))[0],
                 len(images), batch, device).argmax(1)
@@ -173,7 +173,7 @@ def _resolution_probe(model: CamModel, large: list, real: tuple | None, device: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m tools.train_diagnostics", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m core.training.train_diagnostics", description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoint", type=Path)
     p.add_argument("--update", action="store_true", help="store the result in the checkpoint (same weights, same precision)")
     p.add_argument("--device", default="cpu")

@@ -1,4 +1,4 @@
-"""Fit a training run into a wall-clock budget (``tools/train.py --time-budget``).
+"""Fit a training run into a wall-clock budget (``core/training/train.py --time-budget``).
 
 The first epochs of a run pay one-off costs that later epochs do not: CUDA context creation, cuDNN
 autotuning for every new shape (forward, then backward once frozen layers thaw), data-worker start-up.

@@ -34,7 +34,7 @@ from typing import Any
 
 import torch
 
-METHODS_ALL = ("forward", "gradcam", "gradcam++", "layercam", "eigencam", "haycam", "haycam+")
+METHODS_ALL = ("forward", "gradcam", "gradcam++", "layercam", "eigencam", "haycam", "haycam+", "haycam+hr")
 BACKENDS_ALL = ("torch", "onnxruntime", "pytorch-grad-cam", "onnxruntime+maps", "onnxruntime-trt", "onnxruntime-nhwc",
                 "torch-compile")
 GRADCAM_CLASSES = {"gradcam": "GradCAM", "gradcam++": "GradCAMPlusPlus", "layercam": "LayerCAM", "eigencam": "EigenCAM"}
@@ -79,6 +79,15 @@ def _load_model(args: argparse.Namespace):
     net = build_torchvision(backbone, 2).eval()
     meta = ModelMeta(backbone, ("with_mask", "without_mask"), input_size=args.input_size)
     return CamModel(net, meta).eval(), f"random weights (seed 0), {backbone}"
+
+
+def HiResLabel(options: dict) -> str:  # noqa: N802 - reads as a label
+    """``shift x2, f=0.5``-style label of a haycam+hr variant (the default variant when ``options`` is empty)."""
+    from core.cams import MODEL_METHODS
+
+    o = {**MODEL_METHODS["haycam+hr"].default_options, **options}
+    extra = {"shift": f" x{o.get('shifts', 2)}", "scale": f" x{o.get('scale', 2.0)}", "fuse": f" {o.get('fuse')}"}
+    return f"[{o['variant']}{extra.get(o['variant'], '')}, f={o['variance_fraction']}]"
 
 
 class Bench:
@@ -168,6 +177,8 @@ class Bench:
             return self._in_graph(b, method, xb, boxes)
         if method == "forward":
             return (lambda: b.forward(xb)), b.name, ""
+        if method == "haycam+hr":
+            return self._model_method(b, method, xb, boxes)
         w = b.head_weights()[0]
 
         def e2e():
@@ -175,6 +186,28 @@ class Bench:
             return explain_features(logits, acts, method, size, head_weight=w, with_boxes=boxes)
 
         return e2e, b.name, ""
+
+    def _model_method(self, b: Any, method: str, x: torch.Tensor, boxes: bool):
+        """A model method (haycam+hr: the checkpoint's calibrated variant, else its default) end to end."""
+        from core.cams import build_model_method
+        from core.checkpoint import read_thresholds
+        from core.explain import explain_model_method
+        from core.localization import stored_threshold
+
+        src = self.args.checkpoint if self.source.startswith("checkpoint") else None
+        stored = stored_threshold(read_thresholds(src), method) if self.source.startswith("checkpoint") else None
+        options = stored.options if stored is not None else {}
+        try:
+            run = build_model_method(method, b, options)
+        except ValueError as exc:
+            return None, "", str(exc).split(";")[0]
+
+        def e2e():
+            logits, _ = b.forward(x)
+            return explain_model_method(run, x, logits, method, with_boxes=boxes)
+
+        variant = HiResLabel(options)
+        return e2e, f"{b.name} {variant}", ""
 
     def _in_graph(self, b: Any, method: str, x: torch.Tensor, boxes: bool):
         from core.boxes import boxes_from_maps
@@ -378,7 +411,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="random-weight model of this backbone (default: the checkpoint's, else resnet18)")
     p.add_argument("--checkpoint", default=None, help="maskstream checkpoint (default: shipped one if present)")
     p.add_argument("--batch-sizes", type=_csv(int), default=[1, 8], help="comma-separated")
-    p.add_argument("--methods", type=_csv(str), default=["forward", "haycam+", "gradcam", "eigencam"],
+    p.add_argument("--methods", type=_csv(str), default=["forward", "haycam+", "haycam+hr", "gradcam", "eigencam"],
                    help=f"comma-separated from {','.join(METHODS_ALL)}")
     p.add_argument("--backends", type=_csv(str), default=["torch", "onnxruntime", "pytorch-grad-cam"],
                    help=f"comma-separated from {','.join(BACKENDS_ALL)}")

