@@ -11,13 +11,12 @@ closed. An exception in the worker reaches this thread as :class:`PipelineError`
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import queue
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -302,24 +301,34 @@ def build_sinks(
     source_ids: list[str],
     fps: dict[str, float | None],
     class_names: Sequence[str] = (),
+    sources: Sequence[Any] = (),
     live: dict[str, bool] | None = None,
 ) -> list:
     """The configured sinks (every registered type in ``stream.sinks.SINKS`` that is on), not entered yet.
 
-    ``live``: source id -> live source (slow writers drop its frames instead of waiting). Types built
-    after the events sink get its ``emit`` in their context; the pipeline closes sinks in reverse order,
-    so their last events still reach the file.
+    Built in ``SINK_MODULES`` order; each type's ``from_options`` sees the sinks built before it
+    (``SinkContext.earlier``) and every type's options (``SinkContext.options_of``). ``live``: source id ->
+    live source (slow writers drop its frames instead of waiting). Types built after the events sink get its
+    ``emit`` in their context; the pipeline closes sinks in reverse order, so their last events still reach
+    the file.
     """
-    ctx = SinkContext(list(source_ids), dict(fps), tuple(class_names), dict(live or {}))
-    sinks = []
+    ctx = SinkContext(
+        list(source_ids),
+        dict(fps),
+        tuple(class_names),
+        dict(live or {}),
+        sources=tuple(sources),
+        sink_options={t.name: cfg.sinks.options(t.name) for t in SINKS.values()},
+    )
+    built: list = []
     for t in SINKS.values():
-        sink = t.build(cfg.sinks.options(t.name), ctx)
+        sink = t.build(ctx.options_of(t.name), replace(ctx, earlier=tuple(built)))
         if sink is None:
             continue
-        sinks.append(sink)
+        built.append(sink)
         if isinstance(sink, EventsSink):
-            ctx = dataclasses.replace(ctx, emit=sink.emit)
-    return sinks
+            ctx = replace(ctx, emit=sink.emit)
+    return built
 
 
 def build_pipeline(
@@ -361,7 +370,7 @@ def build_pipeline(
     pipe = Pipeline(
         sources,
         processor.process,
-        sinks=build_sinks(cfg, ids, fps, summary_names, live),
+        sinks=build_sinks(cfg, ids, fps, summary_names, sources, live),
         display=Display(cfg.sinks.display),
         batch_size=cfg.worker.batch_size,
         batch_timeout_s=cfg.worker.batch_timeout_ms / 1000.0,

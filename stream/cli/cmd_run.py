@@ -130,6 +130,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--loop", action="store_true", help=_h("restart file sources at their end (until Ctrl-C)"))
     p.add_argument("--no-progress", action="store_true", help=_h("no progress bar"))
     p.add_argument("--json-summary", metavar="FILE", default=None, help=_h("also write the run summary as JSON"))
+    p.add_argument(
+        "--serve",
+        metavar="[HOST:]PORT",
+        default=None,
+        help=_h(
+            "serve the live web view (page, MJPEG per source, /api/status, /api/events, /metrics) on PORT "
+            "(0: any free port), loopback unless HOST is given and sinks.web.allow_remote is true (config: sinks.web)"
+        ),
+    )
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -160,7 +169,26 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         o["run"]["max_frames"] = args.max_frames
     if args.no_progress:
         o["run"]["progress"] = False
+    if getattr(args, "serve", None) is not None:
+        o["sinks"]["web"] = parse_serve(args.serve)
     return {k: v for k, v in o.items() if v}
+
+
+def parse_serve(text: str) -> dict[str, Any]:
+    """``--serve`` value -> ``sinks.web`` overrides: ``8080`` -> port only; ``0.0.0.0:8080`` / ``[::1]:8080`` -> host and port.
+
+    Raises:
+        UserError: when PORT is not an int in [0, 65535].
+    """
+    from stream.errors import UserError
+
+    host, sep, port = text.strip().rpartition(":")
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise UserError(f"--serve {text!r}: expected [HOST:]PORT with PORT in 0..65535")
+    out: dict[str, Any] = {"enabled": True, "port": int(port)}
+    if sep and host:
+        out["host"] = host.strip("[]")
+    return out
 
 
 class _Signals:

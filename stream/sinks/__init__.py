@@ -1,5 +1,5 @@
-"""Headless outputs: annotated video, JSON Lines events, JPEG snapshots, recordings, event clips. Every sink is a
-context manager.
+"""Headless outputs: annotated video, JSON Lines events, JPEG snapshots, recordings, event clips,
+Prometheus metrics, alerts (webhook, MQTT) and the live web view. Every sink is a context manager.
 
 Sink types register themselves (``stream.sinks.registry.register_sink``) when their module is imported;
 ``SINK_MODULES`` lists them, in the order ``run`` builds and feeds them. A new sink module adds one entry.
@@ -18,6 +18,9 @@ SINK_MODULES: tuple[str, ...] = (
     "stream.sinks.snapshots",
     "stream.sinks.record",  # after events: built with its emit, closed before it (last events written)
     "stream.sinks.clips",
+    "stream.sinks.metrics",  # before alerts and web: they count into / serve its registry
+    "stream.sinks.alerts",
+    "stream.sinks.web",
 )
 for _module in SINK_MODULES:
     importlib.import_module(_module)

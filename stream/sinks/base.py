@@ -47,8 +47,8 @@ class Sink:
         """A frame the worker could not use."""
 
     def person(self, event: dict) -> None:
-        """A person event from the tracker: ``{"type": "person", "event": "decided"|..., "source",
-        "person_id", "frame_index", "time", "label", ...}`` (optional; sinks that need it override)."""
+        """A per-person event from the tracker: ``{"type": "person", "event": "appeared" | "decided" |
+        "changed" | "left", "source", "person_id", "frame_index", "time", "label", ...}``."""
 
     def close(self) -> None:
         """Flush and close (idempotent)."""

@@ -35,6 +35,12 @@ class SinkContext:
         emit: writes one more event dict into the events file (``EventsSink.emit``; same thread as
             ``write``), or None when no events file is configured. ``build_sinks`` fills it in for the
             types built after the events sink.
+        sources: the open sources (``stream.frames.FrameSource``: ``source_id``, ``stats``), e.g. for
+            counters the sources keep themselves (frames read, dropped, reconnects).
+        sink_options: sink type name -> its options in this run, so a sink can follow another's settings
+            (the metrics sink is on when the web view is).
+        earlier: the sinks built before this one (``SINK_MODULES`` order), so one can attach to another
+            (the web view serves the metrics sink's registry and shows the alert sink's alerts).
     """
 
     source_ids: Sequence[str]
@@ -42,6 +48,14 @@ class SinkContext:
     class_names: Sequence[str] = ()
     live: Mapping[str, bool] = dataclasses.field(default_factory=dict)
     emit: Callable[[dict], None] | None = None
+    sources: Sequence[Any] = ()
+    sink_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    earlier: Sequence[Sink] = ()
+
+    def options_of(self, name: str) -> Any:
+        """The options of sink type ``name`` in this run (its defaults, i.e. off, when not given)."""
+        opts = self.sink_options.get(name)
+        return opts if opts is not None else SINKS[name].options()
 
 
 @dataclass(frozen=True)
