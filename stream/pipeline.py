@@ -121,7 +121,7 @@ class Pipeline:
         self.join_timeout_s = join_timeout_s
         self.summary = RunSummary(self.class_names)
         self._stop_reason: str | None = None
-        self.worker: BatchWorker | None = None
+        self.worker: Any = None  # BatchWorker, or another engine's collector thread
         self.on_result: Callable[[FrameResult, float], None] | None = None  # hook for tools (soak, bench)
 
     def request_stop(self, reason: str = "stop requested") -> None:
@@ -135,9 +135,7 @@ class Pipeline:
         summary = self.summary
         stop = threading.Event()
         out: queue.Queue = queue.Queue(maxsize=self.queue_size)
-        self.worker = BatchWorker(
-            self.sources, self.process, out, stop, self.batch_size, self.batch_timeout_s, self.max_frames
-        )
+        self.worker = self._make_worker(out, stop)
         try:
             with contextlib.ExitStack() as stack:
                 for s in self.sinks:
@@ -165,6 +163,10 @@ class Pipeline:
             summary.add_source_stats([getattr(s, "stats", None) for s in self.sources if getattr(s, "stats", None)])
             summary.finish()
         return summary
+
+    def _make_worker(self, out: queue.Queue, stop: threading.Event) -> Any:
+        """The thread that fills ``out`` (results, skips, events, then Done); other engines override it."""
+        return BatchWorker(self.sources, self.process, out, stop, self.batch_size, self.batch_timeout_s, self.max_frames)
 
     def _stop_worker(self, stop: threading.Event) -> None:
         stop.set()

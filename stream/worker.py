@@ -46,28 +46,6 @@ log = logging.getLogger(__name__)
 TERMINAL_STATES = (SourceState.END_OF_STREAM, SourceState.FAILED)
 
 
-# ---------------------------------------------------------------- faces mode
-
-
-def reported_face_boxes(dets: np.ndarray, keep: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """The boxes faces mode reports (events, overlay, tracking): the detector's own face boxes, clipped to
-    the frame, not the crop the classifier sees (that one adds ``face_margin`` per side).
-
-    Args:
-        dets: (N, 4+) detector rows ``[x1, y1, x2, y2, (score, ...)]`` in frame pixels.
-        keep: (n,) indices of the rows kept (``core.frame_boxes.crop_rects``'s second result).
-        shape: the frame's (H, W).
-
-    Returns:
-        (n, 4) float32 ``[x1, y1, x2, y2]``, clipped to [0, W] x [0, H].
-    """
-    h, w = shape
-    if len(keep) == 0:
-        return np.zeros((0, 4), np.float32)
-    boxes = np.asarray(dets, np.float32)[np.asarray(keep), :4]
-    return np.clip(boxes, 0, np.array([w, h, w, h], np.float32)).astype(np.float32)
-
-
 # ---------------------------------------------------------------- model set-up
 
 
@@ -133,6 +111,155 @@ def create_backend(cfg: WorkerConfig) -> Any:
         raise UserError(f"worker.backend {cfg.backend!r}: {exc}") from None
 
 
+# ---------------------------------------------------------------- processing steps
+# Processor.process is: usable_frames -> (faces mode: face_crops) -> model input -> Processor.explain ->
+# frame_results / face_results. The steps are separate so the ray engine (stream/engines/stages.py) runs the
+# very same ones on both sides of the network: the camera side prepares inputs and packs results, an
+# inference replica runs Processor.explain.
+
+
+def usable_frames(frames: Sequence[Frame]) -> tuple[list, list[Frame]]:
+    """Frames -> (items, good): ``items`` holds, per frame in order, the BGR uint8 Frame or a ``SkippedFrame``
+    (``stream.sources.normalize.to_bgr`` refuses it); ``good`` are the Frames of ``items``."""
+    items: list = []
+    good: list[Frame] = []
+    for f in frames:
+        img, reason, _ = to_bgr(f.image)
+        if img is None:
+            items.append(SkippedFrame(f, str(reason)))
+        else:
+            g = f if img is f.image else dataclasses.replace(f, image=img)  # keeps every field (e.g. name)
+            good.append(g)
+            items.append(g)
+    return items, good
+
+
+def shrink_large(images: Sequence[np.ndarray], size: tuple[int, int], fast_resize: bool = True) -> list[torch.Tensor]:
+    """BGR uint8 (h, w, 3) images -> (1, h', w', 3) uint8 CPU tensors; with ``fast_resize``, images over
+    4 S^2 pixels are shrunk to ``size`` as uint8 first (``core.frame_resize``), the others kept as they are."""
+    out = []
+    for im in images:
+        t = torch.from_numpy(np.ascontiguousarray(im))[None]
+        big = fast_resize and im.shape[0] * im.shape[1] > 4 * size[0] * size[1]
+        out.append(shrink_bgr_uint8(t, size) if big else t)
+    return out
+
+
+def small_to_input(small: Sequence[torch.Tensor], size: tuple[int, int], mean: Sequence[float],
+                   std: Sequence[float], dtype: torch.dtype) -> torch.Tensor:
+    """:func:`shrink_large` tensors -> (B, 3, S, S) model input (one ``bgr_to_input`` call when all sizes agree)."""
+    if len({tuple(t.shape) for t in small}) == 1:
+        return bgr_to_input(torch.cat(list(small)), size, mean, std, dtype)
+    return torch.cat([bgr_to_input(t, size, mean, std, dtype) for t in small])
+
+
+def reported_faces(dets: np.ndarray, keep: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """What faces mode reports for each kept face (events, overlay, snapshots, tracking): the detector's own
+    face box clipped to the frame, not the crop the classifier sees (that one adds ``face_margin`` per side),
+    and the detector's score.
+
+    Args:
+        dets: (N, 4) or (N, 5) detector rows ``[x1, y1, x2, y2(, score)]`` in frame pixels.
+        keep: (m,) indices of the rows kept (``core.frame_boxes.crop_rects``'s second result).
+        shape: the frame's (H, W).
+
+    Returns:
+        (m, 5) float32 ``[x1, y1, x2, y2, score]``: boxes clipped to [0, W] x [0, H]; score 1 when the
+        detector gives none.
+    """
+    keep = np.asarray(keep, np.int64)
+    if len(keep) == 0:  # also a detector's empty (0,) array
+        return np.zeros((0, 5), np.float32)
+    h, w = shape
+    d = np.asarray(dets, np.float32)
+    boxes = np.clip(d[keep, :4], 0, np.array([w, h, w, h], np.float32))
+    scores = d[keep, 4] if d.shape[1] > 4 else np.ones(len(keep), np.float32)
+    return np.concatenate([boxes, scores[:, None]], axis=1).astype(np.float32)
+
+
+def face_crops(frames: Sequence[Frame], detector: Any, cfg: WorkerConfig) -> tuple[list, list, list]:
+    """Faces mode's first step: the detector over ``frames`` -> (crops, rects_per, faces_per).
+
+    Returns:
+        crops: BGR views, every face of every frame in frame order; rects_per: per frame (m, 4) int crop rects
+        (the face box + ``face_margin`` per side); faces_per: per frame (m, 5) float32 :func:`reported_faces`
+        (the face boxes and detector scores the results carry).
+    """
+    dets_all = detector.detect([f.image for f in frames])
+    if len(dets_all) != len(frames):
+        raise RuntimeError(f"detector returned {len(dets_all)} results for {len(frames)} frames")
+    crops, rects_per, faces_per = [], [], []
+    for f, d in zip(frames, dets_all):
+        d = np.asarray(d, dtype=np.float32)
+        rects, keep = crop_rects(d, f.image.shape[:2], cfg.face_margin, cfg.max_faces)
+        rects_per.append(rects)
+        faces_per.append(reported_faces(d, keep, f.image.shape[:2]))
+        crops.extend(f.image[y1:y2, x1:x2] for x1, y1, x2, y2 in rects)
+    return crops, rects_per, faces_per
+
+
+def empty_output(n_classes: int, input_size: int, mode: str) -> dict:
+    """The :meth:`Processor.explain` output for zero images (a batch whose frames had no face)."""
+    s = int(input_size)
+    return {"probs": np.zeros((0, n_classes), np.float32), "labels": np.zeros(0, np.int64),
+            "maps": np.zeros((0, s, s), np.uint8), "degenerate": np.zeros(0, bool), "n_components": None,
+            "boxes": [] if mode == "frame" else None}
+
+
+def frame_results(frames: Sequence[Frame], out: dict, class_names: Sequence[str], input_size: tuple[int, int],
+                  done_time: float) -> list[FrameResult]:
+    """Frame mode's last step: :meth:`Processor.explain` output for ``frames`` -> one FrameResult each
+    (class of the frame, map, boxes scaled from model-input pixels to the frame)."""
+    names = tuple(class_names)
+    nc = out["n_components"]
+    results = []
+    for i, f in enumerate(frames):
+        h, w = f.image.shape[:2]
+        dets = Detections.empty(names)
+        if out["boxes"][i] is not None:
+            xyxy, ms, bp, bk = out["boxes"][i]
+            dets = Detections(scale_boxes(xyxy, input_size, (h, w)), bk, bp[np.arange(len(bk)), bk], names,
+                              map_score=ms)
+        k = int(out["labels"][i])
+        results.append(
+            FrameResult(
+                frame=f,
+                label=names[k],
+                score=float(out["probs"][i, k]),
+                probs=tuple(float(v) for v in out["probs"][i]),
+                detections=dets,
+                heatmap=out["maps"][i],
+                degenerate=bool(out["degenerate"][i]),
+                n_components=int(nc[i]) if nc is not None else None,
+                done_time=done_time,
+                batch_size=len(frames),
+            )
+        )
+    return results
+
+
+def face_results(frames: Sequence[Frame], rects_per: Sequence, faces_per: Sequence, out: dict,
+                 class_names: Sequence[str], done_time: float) -> list[FrameResult]:
+    """Faces mode's last step: :meth:`Processor.explain` output for every crop of :func:`face_crops`
+    -> one FrameResult per frame (a detection per face: its :func:`reported_faces` box, the detector score as
+    ``map_score``; the crop maps pasted into a frame-size map at the crops ``rects_per``)."""
+    names = tuple(class_names)
+    results, j = [], 0
+    for i, f in enumerate(frames):
+        n = len(rects_per[i])
+        dets = Detections.empty(names)
+        if n:
+            k = np.asarray(out["labels"][j : j + n]).astype(np.int64)
+            faces = np.asarray(faces_per[i], np.float32).reshape(-1, 5)
+            dets = Detections(faces[:, :4], k, out["probs"][j : j + n][np.arange(n), k], names,
+                              map_score=faces[:, 4])
+        heat = paste_maps(f.image.shape[:2], out["maps"][j : j + n], rects_per[i]) if n else None
+        j += n
+        results.append(FrameResult(frame=f, label=None, score=None, probs=None, detections=dets, heatmap=heat,
+                                   done_time=done_time, batch_size=len(frames)))
+    return results
+
+
 # ---------------------------------------------------------------- processor
 
 
@@ -143,10 +270,11 @@ class Processor:
         backend: a ``core.backends`` backend (``forward``, ``head_weights``, ``meta``, ``device``, ``dtype``).
         cfg: worker settings (method, threshold, mode...).
         detector: faces mode: an object with ``detect(list of BGR images) -> list of (n, 5)``.
+        inference_only: only :meth:`explain` is used (an inference replica of the ray engine): no detector needed.
     """
 
-    def __init__(self, backend: Any, cfg: WorkerConfig, detector: Any = None) -> None:
-        if cfg.mode == "faces" and detector is None:
+    def __init__(self, backend: Any, cfg: WorkerConfig, detector: Any = None, inference_only: bool = False) -> None:
+        if cfg.mode == "faces" and detector is None and not inference_only:
             raise ValueError("faces mode needs a detector")
         self.backend = backend
         self.cfg = cfg
@@ -166,33 +294,29 @@ class Processor:
         self.head_w = w.to(backend.device).float()
         self.head_b = b.to(backend.device).float()
 
-    # -- shared
     def _to_input(self, images: list[np.ndarray]) -> torch.Tensor:
         """(B, 3, S, S) model input; on CPU large frames are shrunk as uint8 first (core.frame_resize)."""
         dev = torch.device(self.backend.device)
         if dev.type != "cpu" or not self.cfg.fast_resize:
             return images_to_input(images, self.meta, dev, self.backend.dtype)
-        small = []
-        for im in images:
-            t = torch.from_numpy(np.ascontiguousarray(im))[None]
-            small.append(
-                shrink_bgr_uint8(t, self.input_size)
-                if im.shape[0] * im.shape[1] > 4 * self.input_size[0] * self.input_size[1]
-                else t
-            )
-        if len({tuple(t.shape) for t in small}) == 1:
-            return bgr_to_input(torch.cat(small), self.input_size, self.meta.mean, self.meta.std, self.backend.dtype)
-        return torch.cat(
-            [bgr_to_input(t, self.input_size, self.meta.mean, self.meta.std, self.backend.dtype) for t in small]
-        )
+        small = shrink_large(images, self.input_size)
+        return small_to_input(small, self.input_size, self.meta.mean, self.meta.std, self.backend.dtype)
 
-    def _forward_explain(self, images: list[np.ndarray]):
-        x = self._to_input(images)
+    def explain(self, x: torch.Tensor) -> dict:
+        """One forward + explanation of the model input ``x`` (B, 3, S, S).
+
+        Returns:
+            numpy arrays over the B images: ``probs`` (B, K) float32, ``labels`` (B,) int64 (argmax of the
+            logits; probabilities can tie in float32), ``maps`` (B, S, S) uint8, ``degenerate`` (B,) bool,
+            ``n_components`` (B,) int64 or None; ``boxes``: frame mode, per image None or (xyxy (m, 4) in
+            model-input pixels, map_score (m,), class probs (m, K), class (m,)); faces mode None.
+        """
         logits, acts = self.backend.forward(x)
         logits, acts = logits.float(), acts.float()
+        frame_mode = self.cfg.mode == "frame"
         if self.model_method is not None:
             exp = explain_model_method(self.model_method, x, logits, self.cfg.method, threshold=self.threshold,
-                                       with_boxes=self.cfg.mode == "frame")
+                                       with_boxes=frame_mode)
         else:
             exp = explain_features(
                 logits,
@@ -202,113 +326,42 @@ class Processor:
                 head_weight=self.head_w,
                 threshold=self.threshold,
                 options=self.options,
-                with_boxes=self.cfg.mode == "frame",
+                with_boxes=frame_mode,
             )
-        maps_u8 = (exp.maps * 255.0).round_().clamp_(0, 255).to(torch.uint8).cpu().numpy()  # one copy per batch
-        return exp, acts, maps_u8
+        boxes = None
+        if frame_mode:
+            box_logits = box_class_logits(class_evidence_maps(acts, self.head_w, self.head_b), exp.boxes,
+                                          self.input_size)
+            boxes = [
+                (np.array([b.xyxy for b in bxs]), np.array([b.score for b in bxs], np.float64),
+                 torch.softmax(box_logits[i], dim=1).numpy(), box_logits[i].argmax(dim=1).numpy())
+                if bxs else None
+                for i, bxs in enumerate(exp.boxes)
+            ]
+        return {
+            "probs": exp.probs.cpu().numpy(),
+            "labels": exp.labels.cpu().numpy().astype(np.int64),
+            "maps": (exp.maps * 255.0).round_().clamp_(0, 255).to(torch.uint8).cpu().numpy(),  # one copy per batch
+            "degenerate": exp.degenerate.cpu().numpy().astype(bool),
+            "n_components": None if exp.n_components is None else exp.n_components.cpu().numpy().astype(np.int64),
+            "boxes": boxes,
+        }
 
     def process(self, frames: Sequence[Frame]) -> list[FrameResult | SkippedFrame]:
         """Results for ``frames``, in order (unusable frames become ``SkippedFrame``)."""
-        good: list[Frame] = []
-        out: list[FrameResult | SkippedFrame | None] = []
-        for f in frames:
-            img, reason, _ = to_bgr(f.image)
-            if img is None:
-                out.append(SkippedFrame(f, str(reason)))
-            else:
-                good.append(f if img is f.image else dataclasses.replace(f, image=img))
-                out.append(None)
-        if good:
-            done = self._frames(good) if self.cfg.mode == "frame" else self._faces(good)
-            it = iter(done)
-            out = [r if r is not None else next(it) for r in out]
-        return out  # type: ignore[return-value]
-
-    # -- frame mode: one class per frame, map blobs as boxes labelled by their class evidence
-    def _frames(self, frames: list[Frame]) -> list[FrameResult]:
-        exp, acts, maps_u8 = self._forward_explain([f.image for f in frames])
-        probs = exp.probs.cpu().numpy()
-        labels = exp.labels.cpu().tolist()  # argmax of the logits (probabilities can tie in float32)
-        box_logits = box_class_logits(class_evidence_maps(acts, self.head_w, self.head_b), exp.boxes, self.input_size)
-        ncomp = exp.n_components.cpu().tolist() if exp.n_components is not None else None
-        degenerate = exp.degenerate.cpu().tolist()
-        t = time.monotonic()
-        results = []
-        for i, f in enumerate(frames):
-            h, w = f.image.shape[:2]
-            boxes = exp.boxes[i]
-            dets = Detections.empty(self.class_names)
-            if boxes:
-                xyxy = scale_boxes(np.array([b.xyxy for b in boxes]), self.input_size, (h, w))
-                bp = torch.softmax(box_logits[i], dim=1).numpy()
-                bk = box_logits[i].argmax(dim=1).numpy()
-                dets = Detections(xyxy, bk, bp[np.arange(len(bk)), bk], self.class_names,
-                                  map_score=[bx.score for bx in boxes])
-            k = int(labels[i])
-            results.append(
-                FrameResult(
-                    frame=f,
-                    label=self.class_names[k],
-                    score=float(probs[i, k]),
-                    probs=tuple(float(v) for v in probs[i]),
-                    detections=dets,
-                    heatmap=maps_u8[i],
-                    degenerate=bool(degenerate[i]),
-                    n_components=int(ncomp[i]) if ncomp is not None else None,
-                    done_time=t,
-                    batch_size=len(frames),
-                )
-            )
-        return results
-
-    # -- faces mode: detector, then every face of every frame in ONE batch
-    def _faces(self, frames: list[Frame]) -> list[FrameResult]:
-        dets_all = self.detector.detect([f.image for f in frames])
-        if len(dets_all) != len(frames):
-            raise RuntimeError(f"detector returned {len(dets_all)} results for {len(frames)} frames")
-        crops, owners, rects_per, scores_per, faces_per = [], [], [], [], []
-        for i, (f, d) in enumerate(zip(frames, dets_all)):
-            rects, keep = crop_rects(
-                np.asarray(d, dtype=np.float32), f.image.shape[:2], self.cfg.face_margin, self.cfg.max_faces
-            )
-            d = np.asarray(d, dtype=np.float32)
-            rects_per.append(rects)
-            scores_per.append(d[keep, 4] if len(keep) and d.shape[1] > 4 else np.ones(len(keep), np.float32))
-            faces_per.append(reported_face_boxes(d, keep, f.image.shape[:2]))
-            for x1, y1, x2, y2 in rects:
-                crops.append(f.image[y1:y2, x1:x2])
-                owners.append(i)
-        t_probs = np.zeros((0, len(self.class_names)), np.float32)
-        t_labels = np.zeros(0, np.int64)
-        maps_u8 = np.zeros((0,) + self.input_size, np.uint8)
-        if crops:
-            exp, _, maps_u8 = self._forward_explain(crops)
-            t_probs = exp.probs.cpu().numpy()
-            t_labels = exp.labels.cpu().numpy()
-        t = time.monotonic()
-        results, j = [], 0
-        for i, f in enumerate(frames):
-            n = len(rects_per[i])
-            dets = Detections.empty(self.class_names)
-            if n:
-                k = t_labels[j : j + n].astype(np.int64)
-                dets = Detections(faces_per[i], k, t_probs[j : j + n][np.arange(n), k], self.class_names,
-                                  map_score=scores_per[i])
-            heat = paste_maps(f.image.shape[:2], maps_u8[j : j + n], rects_per[i]) if n else None
-            j += n
-            results.append(
-                FrameResult(
-                    frame=f,
-                    label=None,
-                    score=None,
-                    probs=None,
-                    detections=dets,
-                    heatmap=heat,
-                    done_time=t,
-                    batch_size=len(frames),
-                )
-            )
-        return results
+        items, good = usable_frames(frames)
+        if not good:
+            return items
+        if self.cfg.mode == "frame":  # one class per frame, map blobs as boxes labelled by their class evidence
+            out = self.explain(self._to_input([f.image for f in good]))
+            made = frame_results(good, out, self.class_names, self.input_size, time.monotonic())
+        else:  # the detector, then every face of every frame in ONE batch
+            crops, rects_per, faces_per = face_crops(good, self.detector, self.cfg)
+            out = (self.explain(self._to_input(crops)) if crops
+                   else empty_output(len(self.class_names), self.input_size[0], self.cfg.mode))
+            made = face_results(good, rects_per, faces_per, out, self.class_names, time.monotonic())
+        it = iter(made)
+        return [next(it) if isinstance(x, Frame) else x for x in items]
 
 
 # ---------------------------------------------------------------- the worker thread

@@ -25,3 +25,16 @@ def test_face_box_is_the_detector_box_not_the_crop(tmp_path):
     assert [d.box for d in r.detections] == [(20.0, 10.0, 80.0, 50.0), (190.0, 50.0, 200.0, 90.0)]
     # the maps are pasted over the crops only (the first crop: [5, 0, 95, 60] with the 25% margin)
     assert r.heatmap[:, 100:180].max() == 0 and r.heatmap[60:, :100].max() == 0
+
+
+def test_reported_faces_clips_boxes_and_fills_missing_scores():
+    import numpy as np
+
+    from stream.worker import reported_faces
+
+    dets = np.array([[-4, 2, 30, 20, 0.9], [50, 60, 130, 90, 0.7], [1, 1, 5, 5, 0.1]], np.float32)
+    got = reported_faces(dets, np.array([1, 0]), (80, 120))  # H=80, W=120; the third row not kept
+    np.testing.assert_array_equal(got, np.array([[50, 60, 120, 80, 0.7], [0, 2, 30, 20, 0.9]], np.float32))
+    no_scores = reported_faces(dets[:, :4], np.array([2]), (80, 120))
+    np.testing.assert_array_equal(no_scores, np.array([[1, 1, 5, 5, 1]], np.float32))
+    assert reported_faces(np.zeros(0, np.float32), np.zeros(0, np.int64), (80, 120)).shape == (0, 5)

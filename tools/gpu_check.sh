@@ -163,5 +163,6 @@ stage tests 110 bash -c tests 2>&1 | tee "$OUT/gpu_tests.log"
 stage bench 120 bash -c bench
 stage map_bench 30 bash -c map_bench
 stage bench_trt 60 bash -c bench_trt
+stage capacity 60 $PY tools/capacity.py --device cuda --reps 20 --batches 1,8,32,128 --json "$OUT/capacity_gpu.json" 2>&1 | tee "$OUT/capacity_gpu.txt"  # issue 15: ray engine capacity
 timeout -k 2 20 bash -c summary || echo "summary failed"
 echo "== done in $(( SECONDS - START ))s; results under $OUT"

@@ -129,6 +129,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-frames", type=int, metavar="N", default=None, help=_h("stop after N frames in total"))
     p.add_argument("--loop", action="store_true", help=_h("restart file sources at their end (until Ctrl-C)"))
     p.add_argument("--no-progress", action="store_true", help=_h("no progress bar"))
+    p.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default=None,
+        help=_h("local: one process (default); ray: camera actors and shared batched inference on a Ray "
+                "cluster (pip install 'maskstream[ray]'; config: run.engine, ray.*)"),
+    )
+    p.add_argument(
+        "--address", metavar="ADDR", default=None,
+        help=_h("ray engine: join this Ray cluster (auto, HOST:PORT); default: a local instance on 127.0.0.1"),
+    )
     p.add_argument("--json-summary", metavar="FILE", default=None, help=_h("also write the run summary as JSON"))
     p.add_argument(
         "--serve",
@@ -171,6 +182,9 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         o["run"]["progress"] = False
     if getattr(args, "serve", None) is not None:
         o["sinks"]["web"] = parse_serve(args.serve)
+    for opt in ("engine", "address"):
+        if getattr(args, opt, None) is not None:
+            o["run"][opt] = getattr(args, opt)
     return {k: v for k, v in o.items() if v}
 
 
@@ -232,7 +246,12 @@ def run(args: argparse.Namespace) -> int:
             sinks["events"] = DEMO_EVENTS
         if sinks:
             cfg = load_config(args.config, {**overrides, "sinks": {**overrides.get("sinks", {}), **sinks}})
-    pipeline = build_pipeline(cfg)
+    if cfg.run.engine == "ray":  # imports ray; the local engine never does
+        from stream.engines.ray_engine import build_ray_pipeline
+
+        pipeline = build_ray_pipeline(cfg)
+    else:
+        pipeline = build_pipeline(cfg)
     code = 0
     try:
         with _Signals(pipeline) as sig:
@@ -244,6 +263,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"maskstream: error: {exc}", file=sys.stderr)
         return exc.exit_code
     print(summary.format())
+    if hasattr(pipeline, "ray_report"):
+        print("  " + pipeline.ray_report())
     outs = [p for p in (cfg.sinks.output, cfg.sinks.events, cfg.sinks.snapshots, cfg.sinks.record.dir,
                         cfg.sinks.clips.dir) if p]
     if outs:
