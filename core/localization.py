@@ -25,7 +25,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from core.boxes import Threshold, boxes_from_maps
+from core.boxes import Box, Threshold, boxes_from_maps
+from core.grid_boxes import DEFAULT_BOX_FACTOR, boxes_from_grid, check_box_resolution
 from core.metrics import (
     IOU_THRESHOLDS,
     best_iou_curve,
@@ -124,9 +125,18 @@ def stored_threshold(thresholds: Mapping, method: str, where: str = "checkpoint"
                            None if val is None else float(val), dict(entry))
 
 
-def _iter_chunks(maps: Tensor, size: tuple[int, int], chunk: int) -> Iterable[tuple[int, Tensor]]:
+def _iter_chunks(maps: Tensor, size: tuple[int, int], chunk: int, upsample: bool = True
+                 ) -> Iterable[tuple[int, Tensor]]:
     for s in range(0, maps.shape[0], chunk):
-        yield s, upsample_maps(maps[s:s + chunk].float(), size)
+        yield s, upsample_maps(maps[s:s + chunk].float(), size) if upsample else maps[s:s + chunk]
+
+
+def _boxes(small: Tensor, up: Tensor, spec: Threshold, size: tuple[int, int], box_resolution: int | str
+           ) -> list[list[Box]]:
+    """The app's boxes for one chunk: on the grid from the native maps, or from the upsampled ones."""
+    if box_resolution == "full":
+        return boxes_from_maps(up, spec)
+    return boxes_from_grid(small.float(), size, spec, int(box_resolution))
 
 
 def _pick(boxes: list, select: str) -> list[float] | None:
@@ -142,19 +152,23 @@ def _check_select(select: str) -> None:
 
 def predicted_boxes_multi(
     maps: Tensor, specs: Sequence[Threshold], size: tuple[int, int] | None = None, select: str = "score",
-    chunk: int = 64,
+    chunk: int = 64, box_resolution: int | str = DEFAULT_BOX_FACTOR,
 ) -> np.ndarray:
     """Predicted boxes of every map under each of several thresholds (maps upsampled once).
+
+    ``box_resolution`` is the grid factor boxes are cut at (``core.grid_boxes``, as ``core.explain``),
+    or ``"full"``: on the maps upsampled to ``size``.
 
     Returns:
         (len(specs), N, 4) float64; NaN rows where no box was found.
     """
     _check_select(select)
     size = tuple(maps.shape[-2:]) if size is None else tuple(size)
+    box_resolution = check_box_resolution(box_resolution)
     out = np.full((len(specs), maps.shape[0], 4), np.nan)
-    for s, up in _iter_chunks(maps, size, chunk):
+    for s, up in _iter_chunks(maps, size, chunk, box_resolution == "full"):
         for k, spec in enumerate(specs):
-            for j, bl in enumerate(boxes_from_maps(up, spec)):
+            for j, bl in enumerate(_boxes(maps[s:s + chunk], up, spec, size, box_resolution)):
                 b = _pick(bl, select)
                 if b is not None:
                     out[k, s + j] = b
@@ -162,7 +176,8 @@ def predicted_boxes_multi(
 
 
 def predicted_boxes(
-    maps: Tensor, spec: Threshold, size: tuple[int, int] | None = None, select: str = "score", chunk: int = 64
+    maps: Tensor, spec: Threshold, size: tuple[int, int] | None = None, select: str = "score", chunk: int = 64,
+    box_resolution: int | str = DEFAULT_BOX_FACTOR,
 ) -> np.ndarray:
     """One predicted box per map.
 
@@ -172,11 +187,12 @@ def predicted_boxes(
         spec: box threshold.
         size: (H, W) the boxes' pixel frame.
         select: ``score`` (top mean value; the app's box) or ``area`` (largest component).
+        box_resolution: grid factor, or ``"full"`` (see :func:`predicted_boxes_multi`).
 
     Returns:
         (N, 4) float64 boxes [x1, y1, x2, y2]; a row of NaN where no box was found.
     """
-    return predicted_boxes_multi(maps, [spec], size, select, chunk)[0]
+    return predicted_boxes_multi(maps, [spec], size, select, chunk, box_resolution)[0]
 
 
 def box_scores(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -186,9 +202,9 @@ def box_scores(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 
 def mean_iou(maps: Tensor, gt: np.ndarray, spec: Threshold, size: tuple[int, int] | None = None,
-             select: str = "score") -> float:
+             select: str = "score", box_resolution: int | str = DEFAULT_BOX_FACTOR) -> float:
     """Mean IoU of the predicted boxes of ``maps`` at threshold ``spec``."""
-    iou, _ = box_scores(predicted_boxes(maps, spec, size, select), gt)
+    iou, _ = box_scores(predicted_boxes(maps, spec, size, select, box_resolution=box_resolution), gt)
     return float(iou.mean()) if iou.size else 0.0
 
 
@@ -207,6 +223,7 @@ def calibrate_threshold(
     candidates: Sequence[Threshold] | None = None,
     size: tuple[int, int] | None = None,
     select: str = "score",
+    box_resolution: int | str = DEFAULT_BOX_FACTOR,
 ) -> Calibration:
     """Pick the box threshold with the highest mean IoU on the given (validation) maps.
 
@@ -216,11 +233,12 @@ def calibrate_threshold(
         maps: (N, h, w) validation maps in [0, 1].
         gt: (N, 4) their ground-truth boxes in ``size`` pixels.
         candidates: thresholds to try (default :func:`threshold_candidates`).
+        box_resolution: grid factor, or ``"full"`` (see :func:`predicted_boxes_multi`).
     """
     if maps.shape[0] == 0:
         raise ValueError("calibrate_threshold needs at least one map")
     cands = list(candidates) if candidates is not None else threshold_candidates()
-    preds = predicted_boxes_multi(maps, cands, size, select)
+    preds = predicted_boxes_multi(maps, cands, size, select, box_resolution=box_resolution)
     table = [(threshold_to_dict(c), float(box_scores(p, gt)[0].mean())) for c, p in zip(cands, preds)]
     best = int(np.argmax([s for _, s in table]))
     return Calibration(cands[best], table[best][1], table)
@@ -413,6 +431,7 @@ def score_method(
     select: str = "score",
     cam_thresholds: np.ndarray | None = None,
     chunk: int = 64,
+    box_resolution: int | str = DEFAULT_BOX_FACTOR,
 ) -> MethodScores:
     """Everything the report needs for one method.
 
@@ -421,7 +440,8 @@ def score_method(
         gt: (N, 4) ground-truth boxes in ``size`` pixels (one per image).
         spec: box threshold (from validation).
         cam_thresholds: MaxBoxAccV2 grid (default 0.00..0.99 step 0.01); an empty
-            array skips MaxBoxAccV2.
+            array skips MaxBoxAccV2 (which is always measured on the maps at ``size``).
+        box_resolution: grid factor the predicted boxes are cut at, or ``"full"``.
     """
     gt = np.asarray(gt, np.float64).reshape(-1, 4)
     if gt.shape[0] != maps.shape[0]:
@@ -429,10 +449,11 @@ def score_method(
     size = tuple(maps.shape[-2:]) if size is None else tuple(size)
     thr = cam_threshold_grid() if cam_thresholds is None else np.asarray(cam_thresholds, np.float64)
     _check_select(select)
+    box_resolution = check_box_resolution(box_resolution)
     pred = np.full((maps.shape[0], 4), np.nan)
     curve = np.zeros((maps.shape[0], thr.size))
     for s, up in _iter_chunks(maps, size, chunk):  # upsample each chunk once for both
-        for j, bl in enumerate(boxes_from_maps(up, spec)):
+        for j, bl in enumerate(_boxes(maps[s:s + chunk], up, spec, size, box_resolution)):
             b = _pick(bl, select)
             if b is not None:
                 pred[s + j] = b

@@ -166,7 +166,7 @@ class FrameResult:
         detections: the frame's boxes in frame pixels, best first (a sequence of :class:`Detection` is
             converted with ``Detections.from_list``).
         heatmap: (h, w) uint8 map in [0, 255] covering the whole frame at any resolution
-            (frame mode: the model-input map, squashed like the input; faces mode: face maps
+            (frame mode: the model's native map, e.g. 7x7, squashed like the input; faces mode: face maps
             pasted at frame size), or None (faces mode with no face).
         degenerate: frame mode: the map was all zero (constant/NaN activations).
         n_components: PCA components used (PCA methods, frame mode), else None.

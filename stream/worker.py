@@ -307,7 +307,7 @@ class Processor:
 
         Returns:
             numpy arrays over the B images: ``probs`` (B, K) float32, ``labels`` (B,) int64 (argmax of the
-            logits; probabilities can tie in float32), ``maps`` (B, S, S) uint8, ``degenerate`` (B,) bool,
+            logits; probabilities can tie in float32), ``maps`` (B, h, w) uint8 native-size maps, ``degenerate`` (B,) bool,
             ``n_components`` (B,) int64 or None; ``boxes``: frame mode, per image None or (xyxy (m, 4) in
             model-input pixels, map_score (m,), class probs (m, K), class (m,)); faces mode None.
         """
@@ -316,7 +316,7 @@ class Processor:
         frame_mode = self.cfg.mode == "frame"
         if self.model_method is not None:
             exp = explain_model_method(self.model_method, x, logits, self.cfg.method, threshold=self.threshold,
-                                       with_boxes=frame_mode)
+                                       with_boxes=frame_mode, full_maps=False)
         else:
             exp = explain_features(
                 logits,
@@ -327,6 +327,7 @@ class Processor:
                 threshold=self.threshold,
                 options=self.options,
                 with_boxes=frame_mode,
+                full_maps=False,  # boxes come from the small grid; the overlay upsamples what it draws
             )
         boxes = None
         if frame_mode:
@@ -341,7 +342,9 @@ class Processor:
         return {
             "probs": exp.probs.cpu().numpy(),
             "labels": exp.labels.cpu().numpy().astype(np.int64),
-            "maps": (exp.maps * 255.0).round_().clamp_(0, 255).to(torch.uint8).cpu().numpy(),  # one copy per batch
+            # (B, h, w) native maps (7x7 for 224 px; haycam+hr 14x14), one small copy per batch; heatmaps are
+            # never made at input size here: the overlay upsamples what it draws
+            "maps": (exp.low_res_maps * 255.0).round_().clamp_(0, 255).to(torch.uint8).cpu().numpy(),
             "degenerate": exp.degenerate.cpu().numpy().astype(bool),
             "n_components": None if exp.n_components is None else exp.n_components.cpu().numpy().astype(np.int64),
             "boxes": boxes,

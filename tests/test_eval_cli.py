@@ -219,7 +219,8 @@ def test_calibrate_writes_checkpoint_copy(voc, ckpt, tmp_path):
     assert 0 <= prior["iou"] <= 1 and len(prior["box"]) == 4
 
 
-@pytest.mark.parametrize("case", ["no-dir", "no-annotations", "bad-ckpt", "missing-ckpt", "bad-method", "calib-all"])
+@pytest.mark.parametrize("case", ["no-dir", "no-annotations", "bad-ckpt", "missing-ckpt", "bad-method", "calib-all",
+                                  "bad-box-resolution"])
 def test_user_errors_exit_2_naming_the_path(case, voc, ckpt, tmp_path, capsys):
     args = {"--data": str(voc), "--checkpoint": str(ckpt), "--out": str(tmp_path / "o")}
     extra: list[str] = []
@@ -238,6 +239,8 @@ def test_user_errors_exit_2_naming_the_path(case, voc, ckpt, tmp_path, capsys):
         args["--checkpoint"] = expect = str(tmp_path / "missing.pt")
     elif case == "bad-method":
         extra, expect = ["--methods", "gradcam,cam"], "'cam'"
+    elif case == "bad-box-resolution":
+        extra, expect = ["--box-resolution", "0"], "--box-resolution: box_resolution must be a positive integer or 'full'"
     else:
         extra, expect = ["--calibrate", "--split", "all"], "--calibrate needs --split test"
     rc = main(["eval", *[x for kv in args.items() for x in kv], *extra, *FAST])
@@ -251,7 +254,7 @@ def test_help_documents_options(capsys):
         main(["eval", "--help"])
     assert exc.value.code == 0
     text = capsys.readouterr().out
-    for opt in ("--data", "--methods", "--checkpoint", "--out", "--seed", "--split", "--calibrate"):
+    for opt in ("--data", "--methods", "--checkpoint", "--out", "--seed", "--split", "--calibrate", "--box-resolution"):
         assert opt in text
 
 

@@ -14,9 +14,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from core import explain  # noqa: E402
 from core.backends import create_backend  # noqa: E402
+from core.boxes import Threshold, boxes_from_maps  # noqa: E402
 from core.cams import METHODS, MODEL_METHODS, build_model_method, method_names  # noqa: E402
 from core.cams.haycam_hr import HiResConfig, HiResHayCAM  # noqa: E402
 from core.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from core.explain import explain_model_method  # noqa: E402
+from core.grid_boxes import boxes_from_grid  # noqa: E402
 from core.preprocess import images_to_input  # noqa: E402
 from stream.config import ThresholdConfig, WorkerConfig  # noqa: E402
 from stream.errors import UserError  # noqa: E402
@@ -47,6 +50,28 @@ def test_explain_equals_the_hires_module(ckpt_path):
     assert torch.equal(res.labels, model(x)[0].argmax(1))
 
 
+def test_model_method_boxes_come_from_the_grid_of_its_native_map(ckpt_path):
+    """haycam+hr goes through the same ending as the six: boxes on the 8x grid of its native map (4x4 here,
+    so a 32x32 grid, never finer than the 64-px input), ``full`` = boxes of the input-size maps, and
+    ``full_maps=False`` makes no input-size map."""
+    model = load_checkpoint(ckpt_path).model
+    x = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(4))
+    spec = Threshold("fraction", 0.4)
+    grid = explain(model, x, "haycam+hr", options=SHIFT, threshold=spec)
+    full = explain(model, x, "haycam+hr", options=SHIFT, threshold=spec, box_resolution="full")
+    assert grid.low_res_maps.shape == (3, 4, 4) and float(grid.low_res_maps.amax((1, 2)).min()) == pytest.approx(1.0)
+    assert grid.boxes == boxes_from_grid(grid.low_res_maps, (64, 64), spec, 8, grid.degenerate)
+    assert full.boxes == boxes_from_maps(full.maps, spec)
+    torch.testing.assert_close(full.maps, grid.maps)
+    runner = build_model_method("haycam+hr", model, SHIFT)
+    low = explain_model_method(runner, x, model(x)[0], "haycam+hr", threshold=spec, full_maps=False)
+    assert low.maps is None and low.boxes == grid.boxes
+    torch.testing.assert_close(low.low_res_maps, grid.low_res_maps)
+    # the grid factor stops at the input's pixels: a 4x4 map of a 64-px input gets at most 16x, so 32 == 16
+    assert explain(model, x, "haycam+hr", options=SHIFT, threshold=spec, box_resolution=32).boxes == \
+        explain(model, x, "haycam+hr", options=SHIFT, threshold=spec, box_resolution=16).boxes
+
+
 def test_shift_runs_on_onnxruntime_and_other_variants_are_refused(ckpt_path, tmp_path):
     pytest.importorskip("onnxruntime")
     x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(2))
@@ -74,9 +99,12 @@ def test_worker_takes_variant_and_threshold_from_the_checkpoint(ckpt_path, tmp_p
     results = Processor(backend, cfg).process(frames)
     x = images_to_input([f.image for f in frames], backend.meta)
     ref = explain(backend.model, x, "haycam+hr", options=SHIFT, threshold=threshold)
-    for r, m, boxes in zip(results, ref.maps, ref.boxes):
+    for r, m, boxes in zip(results, ref.low_res_maps, ref.boxes):
+        # only the native 4x4 map crosses to the host, as for the single-layer methods
+        assert r.heatmap.shape == (4, 4)
         np.testing.assert_array_equal(r.heatmap, (m * 255).round().clamp(0, 255).to(torch.uint8).numpy())
         assert len(r.detections) == len(boxes)
+        assert r.detections.map_score.tolist() == pytest.approx([b.score for b in boxes], abs=1e-6)
 
 
 def test_worker_refuses_a_variant_the_backend_cannot_run(ckpt_path, tmp_path):

@@ -58,7 +58,11 @@ def test_frame_mode_matches_core_explain(backend, method):
         assert isinstance(r, FrameResult) and r.frame is frames[i]
         assert r.label == CLASSES[int(ref.labels[i])]
         np.testing.assert_allclose(r.probs, ref.probs[i].numpy(), rtol=1e-4, atol=1e-5)
-        np.testing.assert_array_equal(r.heatmap, (ref.maps[i] * 255).round().clamp(0, 255).to(torch.uint8).numpy())
+        # the heatmap is the native map (3x3 at 96 px), never an input-size copy
+        assert r.heatmap.shape == tuple(ref.raw_maps.shape[1:]) == (3, 3)
+        np.testing.assert_array_equal(
+            r.heatmap, (ref.low_res_maps[i] * 255).round().clamp(0, 255).to(torch.uint8).numpy()
+        )
         # boxes: the map's boxes, squashed from 96x96 input to 100x60 frame pixels
         assert len(r.detections) == len(ref.boxes[i])
         for d, b in zip(r.detections, ref.boxes[i]):
@@ -66,6 +70,23 @@ def test_frame_mode_matches_core_explain(backend, method):
                 d.box, [b.x1 * 100 / 96, b.y1 * 60 / 96, b.x2 * 100 / 96, b.y2 * 60 / 96], rtol=1e-5
             )
             assert d.label in CLASSES and 0.5 <= d.score <= 1.0 and d.map_score == pytest.approx(b.score)
+
+
+def test_heatmap_drawn_from_native_map_looks_like_the_input_size_one(backend):
+    # The overlay upsamples the native map itself (cv2.resize); drawn at frame size it is the
+    # picture the input-size map gave: same colours within a few levels of 255.
+    from stream.overlay import HeatmapAnnotator
+
+    frame = make_frame("a", 1, h=120, w=160)
+    (r,) = Processor(backend, WorkerConfig()).process([frame])
+    x = images_to_input([frame.image], backend.meta)
+    full = explain(backend.model, x, "haycam+").maps[0]
+    full_u8 = (full * 255).round().clamp(0, 255).to(torch.uint8).numpy()
+    ann = HeatmapAnnotator(alpha=1.0)
+    small_drawn = ann.annotate(frame.image.copy(), r)
+    full_drawn = ann.annotate(frame.image.copy(), dataclasses.replace(r, heatmap=full_u8))
+    assert r.heatmap.nbytes == 9  # 3x3 bytes crossed to the host, not 96x96
+    assert np.abs(small_drawn.astype(int) - full_drawn.astype(int)).mean() < 4
 
 
 def test_whole_frame_box_gets_frame_label(backend):

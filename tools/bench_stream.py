@@ -152,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--live-fps", type=float, default=25.0)
     ap.add_argument("--live-seconds", type=float, default=6.0, help="0: skip the live latency runs")
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    ap.add_argument("--files", type=int, default=1, help="file sources read at once in the file runs (same clip)")
+    ap.add_argument("--json", default=None, help="also write the rows as JSON here")
     a = ap.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -167,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(
         f"# bench_stream: {w}x{h}, {a.frames} frames/file run, method {a.method}, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads, CPU cores {__import__('os').cpu_count()}"
+        f"{torch.get_num_threads()} threads, CPU cores {__import__('os').cpu_count()}, {a.files} file source(s) at once"
     )
     rows = []
     for device in a.devices.split(","):
@@ -192,9 +194,11 @@ def main(argv: list[str] | None = None) -> int:
                 pfps = in_thread(bench_processor, proc, images, bs)
                 sinks = [EventsSink(tmp / "ev.jsonl")]
                 if a.video:
-                    sinks.append(VideoSink(tmp / "out.mp4", ["file"], {"file": 25.0}))
-                src = open_source(str(clip), source_id="file", options=SourceOptions(file_queue=16))
-                ffps, _, _, nout, _ = run_pipeline(proc, [src], bs, sinks)
+                    ids = [f"file{k}" for k in range(a.files)]
+                    sinks.append(VideoSink(tmp / "out.mp4", ids, {k: 25.0 for k in ids}))
+                srcs = [open_source(str(clip), source_id=f"file{k}", options=SourceOptions(file_queue=16))
+                        for k in range(a.files)]
+                ffps, _, _, nout, _ = run_pipeline(proc, srcs, bs, sinks)
                 lp50 = lp95 = drop = float("nan")
                 if a.live_seconds > 0:
                     live = PacedSource(images, a.live_fps, "live", buffer=1, duration_s=a.live_seconds)
@@ -223,6 +227,13 @@ def main(argv: list[str] | None = None) -> int:
             f"{r[0]} | {r[1]} | {r[2]} | {r[3]:.1f} | {r[4]:.1f} | {r[5]:.1f} | {r[6]} | {r[7]:.0f} | {r[8]:.0f} | "
             f"{r[9]:.0f} | {r[10]:.2f}"
         )
+    if a.json:
+        import json
+
+        mem = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
+        with open(a.json, "w") as f:
+            json.dump({"size": a.size, "frames": a.frames, "files": a.files, "method": a.method,
+                       "cuda_max_allocated_mb": mem, "rows": [dict(zip(head, r)) for r in rows]}, f, indent=2)
     return 0
 
 

@@ -49,6 +49,13 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def _cuda_mb() -> float | None:
+    """CUDA memory held by tensors (MB), or None without CUDA: growth here is a device-side leak."""
+    import torch
+
+    return torch.cuda.memory_allocated() / 2**20 if torch.cuda.is_available() else None
+
+
 def run(
     proc: Processor, images, fps: float, seconds: float, sinks, every: float = 10.0, bs: int = 1, quiet: bool = False
 ) -> list[dict]:
@@ -72,6 +79,7 @@ def run(
                 cpu_ms = 1000.0 * (cpu - state["cpu"]) / max(1, len(arr))
                 state["cpu"] = cpu
                 row = {
+                    "cuda_mb": _cuda_mb(),
                     "t": now - t0,
                     "cpu_ms": cpu_ms,
                     "rss_mb": rss_mb(),
@@ -107,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fps", type=float, default=None, help="input rate (default: 2x the measured sustainable rate)")
     ap.add_argument("--every", type=float, default=10.0, help="seconds between report lines")
     ap.add_argument("--video", default=None, help="also write the annotated video here (tests the writer over time)")
+    ap.add_argument("--json", default=None, help="also write the report rows and verdict as JSON here")
     a = ap.parse_args(argv)
     w, h = (int(v) for v in a.size.lower().split("x"))
     images = load_frames(SAMPLE_CLIP, (w, h), limit=100)
@@ -147,6 +156,14 @@ def main(argv: list[str] | None = None) -> int:
         f"dropped {last['dropped']} of {last['read']} frames ({100 * last['dropped'] / max(1, last['read']):.0f}%, "
         f"expected ~50% at 2x input)"
     )
+    if base.get("cuda_mb") is not None:
+        print(f"# CUDA memory allocated {base['cuda_mb']:.1f} MB after warm-up -> {last['cuda_mb']:.1f} MB at the end")
+    if a.json:
+        import json
+
+        with open(a.json, "w") as f:
+            json.dump({"device": a.device, "mode": a.mode, "size": a.size, "input_fps": fps, "rows": rows,
+                       "rss_growth_pct": growth, "latency_ok": lat_ok}, f, indent=2)
     return 0
 
 

@@ -38,6 +38,7 @@ from core.cams.haycam_hr import DEFAULT_HR, HiResConfig, HiResHayCAM, forward_mi
 from core.checkpoint import DEFAULT_CHECKPOINT, Checkpoint, CheckpointError, load_checkpoint
 from core.errors import UserError
 from core.explain import explain_features
+from core.grid_boxes import DEFAULT_BOX_FACTOR, check_box_resolution
 from core.localization import (
     DEFAULT_THRESHOLD,
     MethodScores,
@@ -111,6 +112,7 @@ class EvalOptions:
     limit: int = 0
     threads: int = 0
     progress: bool = True
+    box_resolution: int | str = DEFAULT_BOX_FACTOR
 
 
 @dataclass
@@ -288,14 +290,14 @@ def calibrate(
     common = {"calibrated": True, "n_val": len(val), "select": opts.box_select, "target": opts.target,
               "crop_seed": opts.seed}
     for m in tqdm([m for m in methods if m in METHODS], desc="calibrate", disable=not opts.progress, leave=False):
-        cal = calibrate_threshold(ms.maps[m], val.boxes, cands, size, opts.box_select)
+        cal = calibrate_threshold(ms.maps[m], val.boxes, cands, size, opts.box_select, opts.box_resolution)
         out[m] = {**threshold_to_dict(cal.threshold), "val_iou": cal.mean_iou, **common}
         log.info("calibrated %-10s on %d val crops: %s %.2f (val IoU %.4f)", m, len(val), cal.threshold.mode,
                  cal.threshold.value, cal.mean_iou)
     if hr:
         rows = []
         for key, cfg in hr.items():
-            cal = calibrate_threshold(ms.maps[key], val.boxes, cands, size, opts.box_select)
+            cal = calibrate_threshold(ms.maps[key], val.boxes, cands, size, opts.box_select, opts.box_resolution)
             rows.append((cal, cfg))
             log.info("haycam+hr candidate %s: %s %.2f, val IoU %.4f", cfg.to_dict(), cal.threshold.mode,
                      cal.threshold.value, cal.mean_iou)
@@ -420,7 +422,8 @@ def run_eval(opts: EvalOptions) -> dict:
     grid = cam_threshold_grid(opts.cam_step)
     scores: dict[str, MethodScores] = {}
     for m in tqdm(methods, desc="score", disable=not opts.progress, leave=False):
-        scores[m] = score_method(ms.maps[m], crops.boxes, thr[m].spec, (size, size), opts.box_select, grid)
+        scores[m] = score_method(ms.maps[m], crops.boxes, thr[m].spec, (size, size), opts.box_select, grid,
+                                 box_resolution=opts.box_resolution)
 
     labels = np.array(crops.labels)
     loc, per_class = {}, {}
@@ -463,7 +466,8 @@ def run_eval(opts: EvalOptions) -> dict:
             "data": str(opts.data), "split": opts.split, "n_images": len(eval_images), "n_crops": len(crops),
             "seed": opts.seed, "checkpoint": str(ckpt.path), "backbone": ckpt.meta.backbone,
             "input_size": size, "class_names": list(ckpt.meta.class_names), "target": opts.target,
-            "box_select": opts.box_select, "cam_threshold_step": opts.cam_step, "n_boot": opts.n_boot,
+            "box_select": opts.box_select, "box_resolution": opts.box_resolution,
+            "cam_threshold_step": opts.cam_step, "n_boot": opts.n_boot,
             "calibrated_checkpoint": str(calibrated_path) if calibrated_path else None,
             "limit": opts.limit, "elapsed_s": None,
         },
@@ -600,6 +604,9 @@ def add_arguments(p) -> None:
                    help="class the gradient methods explain: the predicted one (as the app) or the true one")
     p.add_argument("--box-select", choices=("score", "area"), default="score",
                    help="which component's box is the prediction: top mean map value (as the app) or largest")
+    p.add_argument("--box-resolution", default=str(DEFAULT_BOX_FACTOR),
+                   help="cut boxes on the native map upsampled this many times per side (as the app does), or "
+                        f"'full': on the maps at input size (the reference path); default {DEFAULT_BOX_FACTOR}")
     p.add_argument("--figure-rows", type=int, default=6, help="example rows in figure.png")
     p.add_argument("--limit", type=int, default=0, help="evaluate only the first N crops (0: all; for smoke runs)")
     p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
@@ -614,7 +621,12 @@ def options_from_args(args) -> EvalOptions:
         raise UserError(f"--bootstrap must be >= 10, but got {args.n_boot}")
     if not 0.0 < args.cam_step < 1.0:
         raise UserError(f"--cam-step must be in (0, 1), but got {args.cam_step}")
+    try:
+        box_resolution = check_box_resolution(args.box_resolution)
+    except ValueError as exc:
+        raise UserError(f"--box-resolution: {exc}") from None
     return EvalOptions(
+        box_resolution=box_resolution,
         data=args.data, out=args.out, methods=parse_methods(args.methods), checkpoint=args.checkpoint,
         seed=args.seed, split=args.split, calibrate=args.calibrate, calibrated_checkpoint=args.calibrated_checkpoint,
         batch_size=args.batch_size, n_boot=args.n_boot, cam_step=args.cam_step, target=args.target,
