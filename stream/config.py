@@ -2,7 +2,7 @@
 
 ``configs/default.yaml`` (package data: installed with the package as ``stream/configs``) documents the defaults
 (the dataclass defaults below are the same values, so a missing file changes nothing); ``--config FILE``
-(or a bundled name: ``webcam``, ``rtsp``, ``offline``) overlays it,
+(or a bundled name: ``webcam``, ``rtsp``, ``offline``, ``crowd``) overlays it,
 then command-line options overlay both. Any unknown key, wrong type or out-of-range value
 becomes ONE ``UserError`` naming the file and the dotted key, e.g.::
 
@@ -151,6 +151,9 @@ class WorkerConfig:
         threshold: how maps become boxes.
         mode: frame (classify and explain the whole frame) or faces (detector, then each face).
         detector: face detector name for faces mode (None: the default one).
+        detector_options: keyword options of ``core.detect.create_detector`` (e.g. ``input_size``,
+            ``score_threshold``, and the sliced-inference ``tiles``, ``overlap``, ...); checked when the
+            detector is built, errors name ``worker.detector_options``.
         face_margin: faces mode: enlarge each face box by this fraction per side before cropping.
         max_faces: faces mode: keep at most this many faces per frame (highest score first).
         torch_threads: torch intra-op threads (None: torch's default).
@@ -171,6 +174,7 @@ class WorkerConfig:
     threshold: ThresholdConfig = field(default_factory=ThresholdConfig)
     mode: str = "frame"
     detector: str | None = None
+    detector_options: dict[str, Any] = field(default_factory=dict)
     face_margin: float = 0.15
     max_faces: int = 32
     torch_threads: int | None = None
@@ -389,6 +393,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             return None
         inner = [a for a in args if a is not type(None)]
         return _coerce(value, inner[0], key)
+    if tp is Any:  # free-form (checked by its consumer, e.g. worker.detector_options)
+        return copy.deepcopy(value)
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, Mapping):
             raise ConfigValueError(key, f"must be a mapping, got {_describe(value)}")

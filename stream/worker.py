@@ -14,6 +14,7 @@ tensors and packs results.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import threading
@@ -129,7 +130,7 @@ def usable_frames(frames: Sequence[Frame]) -> tuple[list, list[Frame]]:
         if img is None:
             items.append(SkippedFrame(f, str(reason)))
         else:
-            g = f if img is f.image else Frame(f.source_id, f.index, img, f.capture_time, f.pos_ms)
+            g = f if img is f.image else dataclasses.replace(f, image=img)  # keeps every field (e.g. name)
             good.append(g)
             items.append(g)
     return items, good
@@ -154,24 +155,49 @@ def small_to_input(small: Sequence[torch.Tensor], size: tuple[int, int], mean: S
     return torch.cat([bgr_to_input(t, size, mean, std, dtype) for t in small])
 
 
-def face_crops(frames: Sequence[Frame], detector: Any, cfg: WorkerConfig) -> tuple[list, list, list]:
-    """Faces mode's first step: the detector over ``frames`` -> (crops, rects_per, scores_per).
+def reported_faces(dets: np.ndarray, keep: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """What faces mode reports for each kept face (events, overlay, snapshots, tracking): the detector's own
+    face box clipped to the frame, not the crop the classifier sees (that one adds ``face_margin`` per side),
+    and the detector's score.
+
+    Args:
+        dets: (N, 4) or (N, 5) detector rows ``[x1, y1, x2, y2(, score)]`` in frame pixels.
+        keep: (m,) indices of the rows kept (``core.frame_boxes.crop_rects``'s second result).
+        shape: the frame's (H, W).
 
     Returns:
-        crops: BGR views, every face of every frame in frame order; rects_per: per frame (m, 4) int crop rects;
-        scores_per: per frame (m,) float32 detector scores (1 when the detector gives none).
+        (m, 5) float32 ``[x1, y1, x2, y2, score]``: boxes clipped to [0, W] x [0, H]; score 1 when the
+        detector gives none.
+    """
+    keep = np.asarray(keep, np.int64)
+    if len(keep) == 0:  # also a detector's empty (0,) array
+        return np.zeros((0, 5), np.float32)
+    h, w = shape
+    d = np.asarray(dets, np.float32)
+    boxes = np.clip(d[keep, :4], 0, np.array([w, h, w, h], np.float32))
+    scores = d[keep, 4] if d.shape[1] > 4 else np.ones(len(keep), np.float32)
+    return np.concatenate([boxes, scores[:, None]], axis=1).astype(np.float32)
+
+
+def face_crops(frames: Sequence[Frame], detector: Any, cfg: WorkerConfig) -> tuple[list, list, list]:
+    """Faces mode's first step: the detector over ``frames`` -> (crops, rects_per, faces_per).
+
+    Returns:
+        crops: BGR views, every face of every frame in frame order; rects_per: per frame (m, 4) int crop rects
+        (the face box + ``face_margin`` per side); faces_per: per frame (m, 5) float32 :func:`reported_faces`
+        (the face boxes and detector scores the results carry).
     """
     dets_all = detector.detect([f.image for f in frames])
     if len(dets_all) != len(frames):
         raise RuntimeError(f"detector returned {len(dets_all)} results for {len(frames)} frames")
-    crops, rects_per, scores_per = [], [], []
+    crops, rects_per, faces_per = [], [], []
     for f, d in zip(frames, dets_all):
         d = np.asarray(d, dtype=np.float32)
         rects, keep = crop_rects(d, f.image.shape[:2], cfg.face_margin, cfg.max_faces)
         rects_per.append(rects)
-        scores_per.append(d[keep, 4] if len(keep) and d.shape[1] > 4 else np.ones(len(keep), np.float32))
+        faces_per.append(reported_faces(d, keep, f.image.shape[:2]))
         crops.extend(f.image[y1:y2, x1:x2] for x1, y1, x2, y2 in rects)
-    return crops, rects_per, scores_per
+    return crops, rects_per, faces_per
 
 
 def empty_output(n_classes: int, input_size: int, mode: str) -> dict:
@@ -214,10 +240,11 @@ def frame_results(frames: Sequence[Frame], out: dict, class_names: Sequence[str]
     return results
 
 
-def face_results(frames: Sequence[Frame], rects_per: Sequence, scores_per: Sequence, out: dict,
+def face_results(frames: Sequence[Frame], rects_per: Sequence, faces_per: Sequence, out: dict,
                  class_names: Sequence[str], done_time: float) -> list[FrameResult]:
     """Faces mode's last step: :meth:`Processor.explain` output for every crop of :func:`face_crops`
-    -> one FrameResult per frame (a detection per face, the crop maps pasted into a frame-size map)."""
+    -> one FrameResult per frame (a detection per face: its :func:`reported_faces` box, the detector score as
+    ``map_score``; the crop maps pasted into a frame-size map at the crops ``rects_per``)."""
     names = tuple(class_names)
     results, j = [], 0
     for i, f in enumerate(frames):
@@ -225,8 +252,9 @@ def face_results(frames: Sequence[Frame], rects_per: Sequence, scores_per: Seque
         dets = Detections.empty(names)
         if n:
             k = np.asarray(out["labels"][j : j + n]).astype(np.int64)
-            dets = Detections(np.asarray(rects_per[i], np.float32).reshape(-1, 4), k,
-                              out["probs"][j : j + n][np.arange(n), k], names, map_score=scores_per[i])
+            faces = np.asarray(faces_per[i], np.float32).reshape(-1, 5)
+            dets = Detections(faces[:, :4], k, out["probs"][j : j + n][np.arange(n), k], names,
+                              map_score=faces[:, 4])
         heat = paste_maps(f.image.shape[:2], out["maps"][j : j + n], rects_per[i]) if n else None
         j += n
         results.append(FrameResult(frame=f, label=None, score=None, probs=None, detections=dets, heatmap=heat,
@@ -346,10 +374,10 @@ class Processor:
             out = self.explain(self._to_input([f.image for f in good]))
             made = frame_results(good, out, self.class_names, self.input_size, time.monotonic())
         else:  # the detector, then every face of every frame in ONE batch
-            crops, rects_per, scores_per = face_crops(good, self.detector, self.cfg)
+            crops, rects_per, faces_per = face_crops(good, self.detector, self.cfg)
             out = (self.explain(self._to_input(crops)) if crops
                    else empty_output(len(self.class_names), self.input_size[0], self.cfg.mode))
-            made = face_results(good, rects_per, scores_per, out, self.class_names, time.monotonic())
+            made = face_results(good, rects_per, faces_per, out, self.class_names, time.monotonic())
         it = iter(made)
         return [next(it) if isinstance(x, Frame) else x for x in items]
 

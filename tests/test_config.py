@@ -19,6 +19,8 @@ def test_default_yaml_matches_dataclass_defaults():
         ("webcam", lambda c: c.sources.specs == ("0",) and c.sinks.display and c.worker.batch_size == 1),
         ("rtsp", lambda c: not c.sinks.display and c.sources.reconnect_max == 30.0 and c.sinks.events),
         ("offline", lambda c: not c.sinks.display and c.sinks.output == "out/annotated.mp4" and c.sinks.events),
+        ("crowd", lambda c: c.worker.mode == "faces" and c.worker.max_faces == 128
+         and c.worker.detector_options == {"input_size": 1600, "score_threshold": 0.3}),
     ],
 )
 def test_bundled_configs_load_by_name(name, check):
@@ -66,7 +68,9 @@ def test_merge_is_deep_and_does_not_mutate():
             "sources:\n  reconnect_initial: 5\n  reconnect_max: 1\n",
             "sources.reconnect_max must be >= reconnect_initial",
         ),
-        ("sinks:\n  output: out.mkv\n", "sinks.output must end in .mp4 or .avi"),
+        ("sinks:\n  output: out.mkv\n", "sinks.output must end in .mp4 or .avi (a video), or have no suffix (a folder"),
+        ("sinks:\n  output: out/photos\n  codec: mp4v\n", "sinks.codec is for a video output; 'out/photos' is a folder"),
+        ("sinks:\n  output: out/photos\n  video_fps: 5\n", "sinks.video_fps is for a video output"),
         ("run:\n  max_frames: 0\n", "run.max_frames must be an int >= 1 or null, got 0"),
         ("worker: 3\n", "worker must be a mapping, got int 3"),
     ],

@@ -287,7 +287,7 @@ def test_unknown_name_and_bad_options():
         create_detector(DEFAULT, score_threshold=1.5)
     with pytest.raises(ValueError, match="device"):
         create_detector(DEFAULT, device="tpu")
-    with pytest.raises(TypeError):
+    with pytest.raises(ValueError, match="unknown detector option 'no_such_option'.*tiles"):
         create_detector(DEFAULT, no_such_option=1)
 
 

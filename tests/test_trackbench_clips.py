@@ -178,14 +178,18 @@ def test_scorer_command_end_to_end_on_events_made_from_the_truth(tmp_path, capsy
         for f, box, lab, conf in zip(gt.frame, gt.xyxy, gt.label, gt.conf):
             if not conf:
                 continue
-            w, h = box[2] - box[0], box[3] - box[1]  # today's events: the crop, 0.15 of the face per side wider
-            crop = [box[0] - 0.15 * w, box[1] - 0.15 * h, box[2] + 0.15 * w, box[3] + 0.15 * h]
             fh.write(json.dumps({"type": "detection", "source": "clip", "frame_index": int(f) - 1, "label": lab,
-                                 "score": 0.9, "box": crop, "person_id": None, "person_label": None}) + "\n")
+                                 "score": 0.9, "box": [float(v) for v in box], "person_id": None,
+                                 "person_label": None}) + "\n")  # faces mode reports the face box itself
     out = tmp_path / "score.json"
     assert score_main(["--bench", str(tmp_path / "bench"), "--json", str(out)]) == 0
     text = capsys.readouterr().out
     assert "baseline: per-frame detections linked by IoU" in text and "tracked" not in json.loads(out.read_text())["rows"]
     s = json.loads(out.read_text())["rows"]["baseline"]["pooled"]
     assert s["IDF1"] == pytest.approx(1.0) and s["frame_accuracy"] == 1.0 and s["count_error"] == 0
+    # the same boxes read as crops (--pred-margin 0.15, the old events) shrink to 1/1.3 of a face: IoU 0.59,
+    # still a match at 0.5 here; at 0.3 per side (IoU 0.39) nothing matches
+    assert score_main(["--bench", str(tmp_path / "bench"), "--pred-margin", "0.3", "--json", str(out)]) == 0
+    s = json.loads(out.read_text())["rows"]["baseline"]["pooled"]
+    assert s["recall"] == 0
     assert score_main(["--bench", str(tmp_path / "nothing")]) == 2

@@ -187,6 +187,7 @@ def test_read_events_schema(tmp_path):
     evs[2]["person_id"] = "cam-7"  # ids need not be integers
     p.write_text("\n".join(json.dumps(e) for e in evs) + "\n")
     assert read_events(p).person_id[0] >= 0
+    np.testing.assert_allclose(read_events(p).xyxy[0], [4, 4, 56, 56])  # default: event boxes are face boxes
     p.write_text('{"type": "detection", "source": "s"}\n')
     with pytest.raises(ValueError, match="e.jsonl line 1"):
         read_events(p)

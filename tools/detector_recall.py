@@ -45,6 +45,8 @@ def parse_spec(spec: str) -> tuple[str, dict]:
             raise SystemExit(f"detector spec {spec!r}: option {kv!r} must be key=value")
         if v.lower() == "none":
             opts[k] = None
+        elif v.lower() in ("true", "false"):
+            opts[k] = v.lower() == "true"
         else:
             try:
                 opts[k] = int(v)
@@ -56,11 +58,28 @@ def parse_spec(spec: str) -> tuple[str, dict]:
     return name, opts
 
 
-def load(data: Path, limit: int | None) -> list[tuple[dict, np.ndarray]]:
+SPLITS = ("all", "train", "val", "trainval", "test")
+
+
+def split_files(data: Path, split: str) -> set[str] | None:
+    """Files of ``split`` of THE split (:func:`core.data.splits.voc_split`); None for ``all``."""
+    if split == "all":
+        return None
+    from core.data.splits import voc_split
+    from core.data.voc import read_duplicate_groups, read_voc
+
+    parts = voc_split(read_voc(data), read_duplicate_groups(data))
+    sides = ("train", "val") if split == "trainval" else (split,)
+    return {im.file for side in sides for im in parts[side]}
+
+
+def load(data: Path, limit: int | None, split: str = "all") -> list[tuple[dict, np.ndarray]]:
+    """(annotation, BGR image) of the first ``limit`` photos of ``split``, in annotation order."""
     ann_path = data / "annotations.json"
     if not ann_path.is_file():
         raise SystemExit(f"{ann_path} not found (pass --data)")
-    anns = json.loads(ann_path.read_text())[: limit or None]
+    keep = split_files(data, split)
+    anns = [a for a in json.loads(ann_path.read_text()) if keep is None or a["file"] in keep][: limit or None]
     out = []
     for a in anns:
         img = cv2.imread(str(data / a["file"]), cv2.IMREAD_COLOR)
@@ -104,13 +123,16 @@ def sweep_table(label: str, items, found: list[np.ndarray], scores: list[float])
     rows = [
         f"#### {label}: score threshold sweep",
         "",
-        "| score >= | recall@0.5 % | recall@0.3 % | masked@0.3 % | dets/img | matched dets@0.3 % |",
-        "|---:|---:|---:|---:|---:|---:|",
+        "| score >= | recall@0.5 % | recall@0.3 % | masked@0.3 % | <16px@0.3 % | >=32px@0.3 % | dets/img "
+        "| false dets/img@0.3 | matched dets@0.3 % |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for s in scores:
         rc = count(items, found, s)
         cells = [f"{s:g}", pct(rc.recall("all", 0.5)), pct(rc.recall("all", 0.3)), pct(rc.masked_recall(0.3))]
-        cells += [f"{rc.detections / max(rc.images, 1):.2f}", pct(rc.matched_fraction(0.3))]
+        cells += [pct(rc.recall("<16px", 0.3)), pct(recall_over(rc, ("32-64px", ">=64px"), 0.3))]
+        false = (rc.detections - rc.det_matched.get(0.3, 0)) / max(rc.images, 1)
+        cells += [f"{rc.detections / max(rc.images, 1):.2f}", f"{false:.2f}", pct(rc.matched_fraction(0.3))]
         rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
@@ -145,10 +167,54 @@ def summary_table(results) -> str:
     return "\n".join(rows)
 
 
+def recall_over(rc: RecallCounter, keys: tuple[str, ...], iou: float) -> float:
+    """Recall over several groups together (e.g. the 32-64px and >=64px buckets); nan when empty."""
+    n = sum(rc.total.get(k, 0) for k in keys)
+    return sum(rc.hits.get((iou, k), 0) for k in keys) / n if n else float("nan")
+
+
+CROWD_COLUMNS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("<16px", ("<16px",)),
+    ("16-32px", ("16-32px",)),
+    (">=32px", ("32-64px", ">=64px")),
+    ("with_mask", ("with_mask",)),
+    ("without_mask", ("without_mask",)),
+    ("incorrect", ("mask_weared_incorrect",)),
+    ("all", ("all",)),
+)
+
+
+def crowd_table(results, iou: float = 0.3) -> str:
+    """Recall % by face size and class at ``iou``, false detections per image, and cost against the
+    first row (all rows measured in the same run, one after another)."""
+    if not results:
+        return ""
+    base = statistics.median(results[0][3])
+    first = results[0][2]
+    head = " | ".join(f"{c} (n={sum(first.total.get(k, 0) for k in keys)})" for c, keys in CROWD_COLUMNS)
+    rows = [
+        f"| detector | {head} | false dets/img | ms/img median | x first |",
+        "|---|" + "---:|" * (len(CROWD_COLUMNS) + 3),
+    ]
+    for label, _, rc, times in results:
+        cells = [label] + [pct(recall_over(rc, keys, iou)) for _, keys in CROWD_COLUMNS]
+        false = (rc.detections - rc.det_matched.get(iou, 0)) / max(rc.images, 1)
+        med = statistics.median(times)
+        cells += [f"{false:.2f}", f"{med:.1f}", f"{med / base:.2f}"]
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="facemask_voc folder (annotations.json + images/)")
     p.add_argument("--limit", type=int, default=None, help="first N photos only")
+    p.add_argument(
+        "--split",
+        choices=SPLITS,
+        default="all",
+        help="side of THE split (core.data.splits.voc_split): choose options on trainval, report test only",
+    )
     p.add_argument(
         "--detectors",
         default=",".join(DETECTORS),
@@ -162,8 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     sep = ";" if ";" in args.detectors else ","
     specs = [s.strip() for s in args.detectors.split(sep) if s.strip()]
     sweep = sorted(float(x) for x in args.sweep.split(",")) if args.sweep else []
-    items = load(args.data, args.limit)
-    print(f"{len(items)} photos, {sum(len(a['boxes']) for a, _ in items)} faces from {args.data}\n")
+    items = load(args.data, args.limit, args.split)
+    print(f"{len(items)} photos, {sum(len(a['boxes']) for a, _ in items)} faces from {args.data} ({args.split})\n")
     built = []
     for spec in specs:
         name, opts = parse_spec(spec)
@@ -194,6 +260,11 @@ def main(argv: list[str] | None = None) -> int:
             print()
     print("### summary (recall % of annotated faces; masked = with_mask + mask_weared_incorrect)\n")
     print(summary_table(results))
+    print(
+        f"\n### crowd view: recall % at IoU 0.3 by face size (sqrt of area) and class; false = detections "
+        f"matching no annotated face; cost relative to {results[0][0]!r}\n"
+    )
+    print(crowd_table(results))
     return 0
 
 

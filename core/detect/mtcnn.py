@@ -21,6 +21,7 @@ class MTCNNDetector(FaceDetector):
     name = "mtcnn"
     package = PackageSpec(module="facenet_pytorch", dist="facenet-pytorch==2.6.0", licence="MIT", extra_pip="requests")
     default_options: ClassVar[dict] = {"score_threshold": 0.7, "nms_iou": 0.4, "input_size": None}
+    extra_options: ClassVar[tuple[str, ...]] = ("min_face_size",)
 
     def __init__(self, min_face_size: int = 12, **opts) -> None:
         super().__init__(**opts)

@@ -30,8 +30,9 @@ def size_bucket(xyxy) -> str:
     return SIZE_BUCKETS[-1][0]  # pragma: no cover - inf bound
 
 
-def match(gt: np.ndarray, dets: np.ndarray, iou_threshold: float) -> tuple[np.ndarray, np.ndarray]:
-    """Greedy one-to-one matching, detections in descending score order (VOC style).
+def match_pairs(gt: np.ndarray, dets: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """Greedy one-to-one matching, detections in descending score order (VOC style): each detection
+    takes the free ground-truth box it overlaps most, when that IoU is >= ``iou_threshold``.
 
     Args:
         gt: (g, 4) xyxy ground-truth boxes.
@@ -39,22 +40,30 @@ def match(gt: np.ndarray, dets: np.ndarray, iou_threshold: float) -> tuple[np.nd
         iou_threshold: a pair counts when IoU >= this.
 
     Returns:
-        (gt_hit (g,) bool, det_hit (d,) bool).
+        (d,) int64: the index of the ground-truth box each detection matched, -1 for none.
     """
     gt = np.asarray(gt, dtype=np.float64).reshape(-1, 4)
     dets = np.asarray(dets, dtype=np.float64).reshape(-1, 5)
-    gt_hit = np.zeros(len(gt), dtype=bool)
-    det_hit = np.zeros(len(dets), dtype=bool)
+    owner = np.full(len(dets), -1, dtype=np.int64)
     if len(gt) == 0 or len(dets) == 0:
-        return gt_hit, det_hit
+        return owner
+    taken = np.zeros(len(gt), dtype=bool)
     iou = box_iou(dets, gt)
     for d in np.argsort(-dets[:, 4], kind="stable"):
-        cand = np.where(gt_hit, -1.0, iou[d])
+        cand = np.where(taken, -1.0, iou[d])
         g = int(np.argmax(cand))
         if cand[g] >= iou_threshold:
-            gt_hit[g] = True
-            det_hit[d] = True
-    return gt_hit, det_hit
+            taken[g] = True
+            owner[d] = g
+    return owner
+
+
+def match(gt: np.ndarray, dets: np.ndarray, iou_threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`match_pairs` as hit flags: (gt_hit (g,) bool, det_hit (d,) bool)."""
+    owner = match_pairs(gt, dets, iou_threshold)
+    gt_hit = np.zeros(len(np.asarray(gt).reshape(-1, 4)), dtype=bool)
+    gt_hit[owner[owner >= 0]] = True
+    return gt_hit, owner >= 0
 
 
 @dataclass

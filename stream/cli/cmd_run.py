@@ -54,7 +54,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help=_h(
             "YAML config overlaid on the defaults (configs/default.yaml); a bare name picks a bundled "
-            "config: webcam, rtsp, offline"
+            "config: webcam, rtsp, offline, crowd"
         ),
     )
     p.add_argument(
@@ -78,11 +78,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--output",
         "-o",
-        metavar="FILE",
+        metavar="FILE|DIR",
         default=None,
         help=_h(
-            "annotated video (.mp4: fragmented H.264, plays in browsers and after a crash; .avi: MJPG); "
-            "several sources write FILE-<k>.ext"
+            "annotated video (.mp4: fragmented H.264, plays in browsers and after a crash; .avi: MJPG; "
+            "several sources write FILE-<k>.ext), or a folder (no suffix) for one annotated image per frame, "
+            "named after the photo for image folders"
         ),
     )
     p.add_argument(

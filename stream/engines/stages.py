@@ -170,7 +170,7 @@ class Prepared:
     items: list  # per input frame: a Frame (good) or a SkippedFrame
     inputs: np.ndarray  # see model_inputs
     rects: list  # faces mode: per good frame (m, 4) int rects; frame mode: []
-    det_scores: list  # faces mode: per good frame (m,) detector scores
+    faces: list  # faces mode: per good frame (m, 5) reported face boxes and scores (stream.worker.reported_faces)
 
 
 class CameraStage:
@@ -195,8 +195,8 @@ class CameraStage:
         items, good = usable_frames(frames)
         if self.cfg.mode == "frame":
             return Prepared(items, model_inputs([f.image for f in good], self.info, self.cfg.fast_resize), [], [])
-        crops, rects_per, scores_per = face_crops(good, self.detector, self.cfg) if good else ([], [], [])
-        return Prepared(items, model_inputs(crops, self.info, self.cfg.fast_resize), rects_per, scores_per)
+        crops, rects_per, faces_per = face_crops(good, self.detector, self.cfg) if good else ([], [], [])
+        return Prepared(items, model_inputs(crops, self.info, self.cfg.fast_resize), rects_per, faces_per)
 
     def results(self, prep: Prepared, out: dict, done_time: float) -> list:
         """The replica's output for ``prep.inputs`` -> FrameResult / SkippedFrame per input frame, in order."""
@@ -205,6 +205,6 @@ class CameraStage:
         if self.cfg.mode == "frame":
             made: list[FrameResult] = frame_results(good, out, self.class_names, (s, s), done_time)
         else:
-            made = face_results(good, prep.rects, prep.det_scores, out, self.class_names, done_time)
+            made = face_results(good, prep.rects, prep.faces, out, self.class_names, done_time)
         it = iter(made)
         return [next(it) if isinstance(x, Frame) else x for x in prep.items]

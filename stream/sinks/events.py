@@ -2,7 +2,7 @@
 
 Types::
 
-  {"type": "frame", "source", "frame_index", "time", "pos_ms", "label", "score", "latency_ms", "boxes"}
+  {"type": "frame", "source", "frame_index", "time", "pos_ms", "name", "label", "score", "latency_ms", "boxes"}
   {"type": "detection", "source", "frame_index", "time", "label", "score", "box": [x1, y1, x2, y2], "map_score",
    "person_id", "person_label"}
   {"type": "person", "event": "appeared" | "decided" | "changed" | "left", "source", "person_id", ...}
@@ -19,6 +19,8 @@ Types::
 ``person_id`` is the box's track (a person, unique per source for the run; null when untracked) and
 ``person_label`` that person's decided label or ``undecided``; person events are described in
 ``stream.people``.
+``name`` is the image's file name relative to its folder for image-folder sources (``Frame.name``; null
+otherwise); detection and skip events of such frames carry it too.
 Source ids are redacted again here: no credentials ever reach the file.
 """
 
@@ -58,6 +60,7 @@ def frame_events(result: FrameResult, latency_s: float | None = None) -> list[di
             "frame_index": int(f.index),
             "time": t,
             "pos_ms": _r(f.pos_ms, 1),
+            "name": f.name,
             "label": result.label,
             "score": _r(result.score),
             "latency_ms": _r(None if latency_s is None else 1000 * latency_s, 1),
@@ -79,6 +82,8 @@ def frame_events(result: FrameResult, latency_s: float | None = None) -> list[di
                 "person_label": d.data.get("person_label"),
             }
         )
+        if f.name is not None:
+            out[-1]["name"] = f.name
     return out
 
 
@@ -149,6 +154,7 @@ class EventsSink(Sink):
                 "frame_index": int(f.index),
                 "time": _r(wall_time(f.capture_time), 3),
                 "reason": item.reason,
+                **({"name": f.name} if f.name is not None else {}),
             }
         )
 

@@ -25,6 +25,7 @@ from stream.errors import UserError, check
 from stream.results import FrameResult
 from stream.sinks.base import Sink
 from stream.sinks.encoder import CODECS, CONTAINERS, VideoEncoder, resolve_codec
+from stream.sinks.images import ImageFolderOptions, ImageFolderSink, is_image_folder_output
 from stream.sinks.registry import SinkContext, register_sink
 from stream.sinks.writer_thread import WriterThread
 
@@ -107,7 +108,8 @@ class VideoOptions:
 
     Attributes:
         output: annotated video file (.mp4: fragmented MP4, .avi); several sources write
-            ``<stem>-<k>.<ext>`` (k = source position). None: no video.
+            ``<stem>-<k>.<ext>`` (k = source position). A path without a suffix is a folder that gets one
+            annotated image per frame instead (``stream.sinks.images.ImageFolderSink``). None: no output.
         video_fps: fps written to the video; None: the file's fps, or the measured rate for live.
         codec: codec of ``output``: auto (h264 for .mp4, mjpg for .avi) | h264 | mp4v | mjpg.
     """
@@ -118,8 +120,14 @@ class VideoOptions:
 
     def __post_init__(self) -> None:
         if self.output is not None:
-            check(Path(self.output).suffix.lower() in CONTAINERS, "output",
-                  f"must end in {' or '.join(CONTAINERS)}, got {self.output!r}")
+            check(Path(self.output).suffix.lower() in (*CONTAINERS, ""), "output",
+                  f"must end in {' or '.join(CONTAINERS)} (a video), or have no suffix (a folder of annotated "
+                  f"images), got {self.output!r}")
+            if is_image_folder_output(self.output):  # the video-only keys would be silently ignored
+                check(self.codec == "auto", "codec",
+                      f"is for a video output; {self.output!r} is a folder of images (leave codec at auto)")
+                check(self.video_fps is None, "video_fps",
+                      f"is for a video output; {self.output!r} is a folder of images (leave video_fps at null)")
         check(self.video_fps is None or 0 < self.video_fps <= 1000, "video_fps",
               f"must be in (0, 1000] or null, got {self.video_fps}")
         codecs = ("auto", *CODECS)
@@ -165,10 +173,13 @@ class VideoSink(Sink):
         self._closed = False
 
     @classmethod
-    def from_options(cls, opts: VideoOptions, ctx: SinkContext) -> "VideoSink | None":
-        """The sink for ``sinks.output`` (None when unset)."""
+    def from_options(cls, opts: VideoOptions, ctx: SinkContext) -> "Sink | None":
+        """The sink for ``sinks.output``: a video, or for a path without a suffix an
+        :class:`~stream.sinks.images.ImageFolderSink` (one annotated image per frame); None when unset."""
         if not opts.output:
             return None
+        if is_image_folder_output(opts.output):
+            return ImageFolderSink(ImageFolderOptions(opts.output), list(ctx.source_ids))
         fps = {sid: (opts.video_fps or f) for sid, f in ctx.fps.items()}
         return cls(opts.output, list(ctx.source_ids), fps, codec=opts.codec, live=dict(ctx.live))
 

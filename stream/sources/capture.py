@@ -295,7 +295,7 @@ class CaptureSource:
             assert norm is not None and norm.image is not None
             if norm.converted:
                 _count(self.stats.conversions, norm.converted, lambda d: setattr(self.stats, "conversions", d))
-            frame = Frame(self.source_id, index, norm.image, capture_time, result.pos_ms)
+            frame = Frame(self.source_id, index, norm.image, capture_time, result.pos_ms, result.name)
             if not self._buffer.put_frame(frame):
                 return _Outcome.STOPPED
             delivered_this_pass += 1

@@ -34,11 +34,13 @@ class ReadResult:
         image: the decoded frame as returned (any shape/dtype; normalised later), or None.
         pos_ms: position within a file, milliseconds, else None.
         skip_reason: set when the reader already knows the frame is unusable.
+        name: image folders: the image's file name relative to the folder.
     """
 
     image: np.ndarray | None
     pos_ms: float | None = None
     skip_reason: str | None = None
+    name: str | None = None
 
 
 class Reader(Protocol):
@@ -194,11 +196,11 @@ class FolderReader:
             image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
         except (OSError, cv2.error) as exc:
             log.warning("cannot read image %s: %s", path, exc)
-            return ReadResult(None, skip_reason="unreadable_image")
+            return ReadResult(None, skip_reason="unreadable_image", name=path.name)
         if image is None:
             log.warning("cannot decode image %s", path)
-            return ReadResult(None, skip_reason="unreadable_image")
-        return ReadResult(image, None)
+            return ReadResult(None, skip_reason="unreadable_image", name=path.name)
+        return ReadResult(image, None, name=path.name)  # folders are listed flat: the name is the relative path
 
     def close(self) -> None:
         self._open = False

@@ -4,9 +4,10 @@ Reads the ``detection`` events (issue 13's schema: ``frame_index``, ``box``, ``l
 ``person_id`` (null when untracked), ``person_label`` (the person's decided label or ``"undecided"``))
 and counts ``person`` events by kind. Frames become 1-based (MOT): ``frame = frame_index + 1``.
 
-faces-mode boxes in the events are the crop rectangles the classifier saw, i.e. the detector's face box
-enlarged by ``worker.face_margin`` (0.15 by default) per side; ``margin`` shrinks them back so they can be
-compared with face boxes at IoU 0.5 (a face box enlarged by 0.15 per side has IoU 0.59 with itself).
+faces-mode boxes in the events are the detector's face boxes (``stream.worker.reported_face_boxes``), so
+they are compared with the ground-truth face boxes as they are (``margin`` 0). Events written before that
+change carry the crop the classifier saw, the face box enlarged by ``worker.face_margin`` (0.15) per side;
+``margin=0.15`` shrinks those back (a face box enlarged by 0.15 per side has IoU 0.59 with itself).
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ def shrink(xyxy: np.ndarray, margin: float) -> np.ndarray:
     return np.stack([b[:, 0] + dw, b[:, 1] + dh, b[:, 2] - dw, b[:, 3] - dh], 1)
 
 
-def read_events(path: str | Path, margin: float = 0.15, source: str | None = None) -> Predictions:
+def read_events(path: str | Path, margin: float = 0.0, source: str | None = None) -> Predictions:
     """Detections of ``path`` (one source: ``source`` or the first one seen), boxes shrunk by ``margin``.
 
     Raises:
