@@ -4,6 +4,7 @@ starts and stops, an MQTT subscriber that records what arrives, and a subprocess
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -39,7 +40,11 @@ def wait_port(port: int, timeout: float = 10.0) -> None:
 
 class Broker:
     """Debian's mosquitto on 127.0.0.1:<port>, with persistence so subscriptions of persistent sessions
-    survive a restart (a stop is SIGTERM: mosquitto saves its database)."""
+    survive a restart (a stop is SIGTERM: mosquitto saves its database).
+
+    ``user`` is the test's own user: started as root, mosquitto would otherwise drop to the ``mosquitto``
+    user, which cannot write into pytest's private (0700) tmp dir, so it would silently save nothing and
+    every persistent session would be gone after a restart."""
 
     def __init__(self, tmp: Path, port: int | None = None) -> None:
         if MOSQUITTO is None:
@@ -48,6 +53,7 @@ class Broker:
         self.dir = tmp
         self.conf = tmp / "mosquitto.conf"
         self.conf.write_text(
+            f"user {pwd.getpwuid(os.getuid()).pw_name}\n"
             f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
             f"persistence_location {tmp}/\nautosave_interval 1\nlog_dest stderr\nlog_type error\n"
         )
@@ -79,13 +85,18 @@ class Subscriber:
         self.messages: list[tuple[str, bytes, bool]] = []
         self.lock = threading.Lock()
         self.subscribed = threading.Event()
+        self._subacks: set[int] = set()
+        self.sessions: list[bool] = []  # session_present of each connect (True: the broker kept the session)
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
         c.reconnect_delay_set(0.1, 0.5)
 
         def on_connect(client, userdata, flags, rc, props):
+            self.sessions.append(bool(flags.session_present))
             client.subscribe(topic, qos=1)
 
         def on_subscribe(client, userdata, mid, rcs, props):
+            with self.lock:
+                self._subacks.add(mid)
             self.subscribed.set()
 
         def on_message(client, userdata, msg):
@@ -109,6 +120,19 @@ class Subscriber:
                 return True
             time.sleep(0.05)
         return cond()
+
+    def sync(self, timeout: float = 10.0) -> bool:
+        """A round trip through the broker (a SUBSCRIBE to an unused topic and its SUBACK): the broker
+        handles one connection's packets in order, so once it answers it has also processed every
+        acknowledgement of the messages this subscriber received before; stopping it then cannot make
+        it redeliver them."""
+        _, mid = self.client.subscribe("maskstream-test-sync/none", qos=0)
+
+        def acked():
+            with self.lock:
+                return mid in self._subacks
+
+        return self.wait_for(acked, timeout)
 
     def close(self) -> None:
         self.client.disconnect()

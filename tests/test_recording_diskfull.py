@@ -142,3 +142,49 @@ def test_disk_full_detection_goes_on_and_recording_resumes(tmp_path, small_disk,
     assert sorted(str(p.relative_to(rec_dir)) for p in rec_dir.rglob("*.mp4")) == sorted(s.path for s in segs)
     assert any(s.start < frames_at[FILL_AT] for s in segs)
     assert any(s.start > frames_at[FREE_AT] and s.status == "complete" for s in segs)
+
+
+def test_recovery_is_reported_when_segments_are_shorter_than_a_keyframe_interval(tmp_path, monkeypatch):
+    """A source slower than its nominal 25 fps (10 frames per 1 s segment, fewer than the 26 a keyframe
+    interval needs): each resumed segment closes complete before its first fragment would confirm the
+    recovery, and that close must say ``resumed`` (under load the disk-full test's source drops below
+    26 frames a segment, and the run used to end without the event)."""
+    import stream.sinks.record as record_mod
+    from stream.sinks.record import RecordOptions
+
+    full = {"on": False}
+    real = record_mod.VideoEncoder.write
+
+    def write(self, image, t=None):
+        if full["on"]:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real(self, image, t)
+
+    monkeypatch.setattr(record_mod.VideoEncoder, "write", write)
+    events: list[dict] = []
+    sink = RecordSink(RecordOptions(dir=str(tmp_path / "rec"), segment_s=1.0, retry_s=0.1, max_size_mb=0), ["cam"],
+                      fps={"cam": 25.0}, live={"cam": False}, emit=events.append)
+    rec = sink._rec["cam"]  # the writer thread's handler, driven here in order (no thread timing)
+    import time as _time
+
+    t0 = _time.time()  # capture times now (older ones would fall to the 168 h retention)
+    images = [index_image(i, (160, 120)) for i in range(40)]
+    for i in range(5):
+        rec.handle(("frame", t0 + i / 10, images[i]))
+    full["on"] = True
+    rec.handle(("frame", t0 + 0.5, images[5]))
+    full["on"] = False
+    _time.sleep(0.15)  # past retry_s: the next frame tries a new segment
+    for i in range(6, 40):  # 3.4 s at 10 fps: segments of 10 frames, each closed complete
+        rec.handle(("frame", t0 + i / 10, images[i]))
+    sink.close()
+    states = [(e["state"], e["message"].split(" ")[0].rstrip(":")) for e in events]
+    assert states == [("recording", "segment"), ("error", "No"), ("recording", "resumed")], events
+    assert "No space left on device" in events[1]["message"]
+    idx = SegmentIndex(tmp_path / "rec")
+    try:
+        segs = idx.segments()
+    finally:
+        idx.close()
+    resumed = events[2]["message"].split(": ", 1)[1]
+    assert any(s.path == resumed and s.status == "complete" and s.frames == 10 for s in segs), (resumed, segs)

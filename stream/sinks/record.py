@@ -12,8 +12,8 @@ runs after each segment and at start.
 
 Write errors (disk full, directory gone or not writable) never stop detection: the segment is
 cut, frames are skipped (counted) and a ``recording`` event with ``state: error`` is emitted;
-every ``retry_s`` a new segment is tried, and once its first keyframe interval is on disk a
-``recording`` event with ``state: recording`` says it resumed.
+every ``retry_s`` a new segment is tried, and once its first keyframe interval is on disk (or the
+segment, if shorter, was closed complete) a ``recording`` event with ``state: recording`` says it resumed.
 
 Encoding runs on a writer thread per source: live sources drop frames the encoder cannot take
 (counted), file sources wait for it.
@@ -179,9 +179,7 @@ class _SourceRecorder:
         self.seg.end = t
         self.stats.frames += 1
         if self.confirm_after is not None and self.seg.frames > self.confirm_after:
-            self.confirm_after = None  # the first fragment reached the disk: recording again
-            self.retry_at = None
-            self._set_state("recording", f"resumed: {self.seg.path}")
+            self._resumed(self.seg)  # the first fragment reached the disk: recording again
 
     def _open_segment(self, t: float, image: np.ndarray) -> None:
         root = self.sink.root
@@ -218,6 +216,15 @@ class _SourceRecorder:
                 self._store(seg, "truncated")  # the final flush failed: index what the file holds
                 raise
         self._store(seg, status)
+        if self.retry_at is not None and status == "complete" and seg.frames > 0:
+            # a segment shorter than one keyframe interval (a source slower than its nominal fps, or
+            # the run's end) never reached confirm_after, but closing it put all of it on disk
+            self._resumed(seg)
+
+    def _resumed(self, seg: Segment) -> None:
+        self.confirm_after = None
+        self.retry_at = None
+        self._set_state("recording", f"resumed: {seg.path}")
 
     def _store(self, seg: Segment, status: str) -> None:
         path = self.sink.root / seg.path
