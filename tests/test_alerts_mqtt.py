@@ -84,7 +84,7 @@ def test_broker_restart_mid_run_loses_nothing_that_fits_the_queue(tmp_path):
             t0 = time.perf_counter()
             for pid in range(11, 31):  # 20 alerts while it is away: they fit the queue of 50
                 sink.person(_decided(pid))
-            assert time.perf_counter() - t0 < 0.5  # the pipeline never waits on the broker
+            assert time.perf_counter() - t0 < 5.0  # never waits on the broker (a blocking publish would wait out its reconnect backoff); generous for a loaded machine
             assert sub.wait_for(lambda: not sink.mqtt.connected.is_set(), 10)
             time.sleep(0.5)
             broker.start()  # same port, same persistence: the subscriber's session survives
