@@ -385,6 +385,20 @@ class Processor:
 # ---------------------------------------------------------------- the worker thread
 
 
+def put_until_stopped(out: queue.Queue, item: Any, stop: threading.Event, poll_s: float = 0.05) -> bool:
+    """Put ``item`` on the bounded queue ``out``, waiting while it is full, until ``stop`` is set.
+
+    Returns True once put, False when ``stop`` was set first (the consumer is gone: never block then).
+    """
+    while not stop.is_set():
+        try:
+            out.put(item, timeout=poll_s)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
 class BatchWorker(threading.Thread):
     """Collects frames from all sources into batches and runs the processor on each.
 
@@ -424,13 +438,7 @@ class BatchWorker(threading.Thread):
         self.error: BaseException | None = None
 
     def _put(self, item: Item) -> bool:
-        while not self.stop_event.is_set():
-            try:
-                self.out.put(item, timeout=0.05)
-                return True
-            except queue.Full:
-                continue
-        return False
+        return put_until_stopped(self.out, item, self.stop_event)
 
     def _flush(self, pending: list) -> None:
         frames = [x for x in pending if isinstance(x, Frame)]

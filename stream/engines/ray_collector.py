@@ -18,6 +18,7 @@ from stream.errors import UserError
 from stream.frames import SourceEvent, SourceState, SourceStats
 from stream.redact import redact_text
 from stream.results import Done, FrameResult, SkippedFrame
+from stream.worker import put_until_stopped
 
 log = logging.getLogger(__name__)
 
@@ -166,13 +167,7 @@ class RayCollector(threading.Thread):
 
     # ------------------------------------------------------------ items
     def _put(self, item: Any) -> bool:
-        while not self.stop_event.is_set():
-            try:
-                self.out.put(item, timeout=0.05)
-                return True
-            except queue.Full:
-                continue
-        return False
+        return put_until_stopped(self.out, item, self.stop_event)
 
     def _retime(self, item: Any, shift: float) -> Any:
         """Move a camera node's monotonic stamps onto this process's clock (via wall time)."""
