@@ -7,10 +7,13 @@ with how they were chosen, in ``configs/default.yaml`` and the README ("People, 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from core.track import ScheduleParams, TrackerParams, VoteParams
 from stream.errors import check as _check
+
+# The defaults live in core's parameter classes; the config sections below take theirs (one source).
+_T, _V = TrackerParams(), VoteParams()
 
 
 def _unit(v: float) -> bool:
@@ -21,14 +24,14 @@ def _unit(v: float) -> bool:
 class TrackerConfig:
     """``people.tracker``: see :class:`core.track.TrackerParams` for the meaning of each key."""
 
-    high_score: float = 0.5
-    low_score: float = 0.1
-    new_track_score: float = 0.6
-    gate: float = 1.5
-    gate_new: float = 2.5
-    max_size_ratio: float = 2.0
-    min_hits: int = 2
-    max_lost_frames: int = 30
+    high_score: float = _T.high_score
+    low_score: float = _T.low_score
+    new_track_score: float = _T.new_track_score
+    gate: float = _T.gate
+    gate_new: float = _T.gate_new
+    max_size_ratio: float = _T.max_size_ratio
+    min_hits: int = _T.min_hits
+    max_lost_frames: int = _T.max_lost_frames
 
     def __post_init__(self) -> None:
         _check(_unit(self.high_score), "high_score", f"must be in [0, 1], got {self.high_score}")
@@ -53,31 +56,22 @@ class TrackerConfig:
         )
 
     def to_core(self) -> TrackerParams:
-        return TrackerParams(
-            high_score=self.high_score,
-            low_score=self.low_score,
-            new_track_score=self.new_track_score,
-            gate=self.gate,
-            gate_new=self.gate_new,
-            max_size_ratio=self.max_size_ratio,
-            min_hits=self.min_hits,
-            max_lost_frames=self.max_lost_frames,
-        )
+        return TrackerParams(**asdict(self))
 
 
 @dataclass(frozen=True)
 class VoteConfig:
     """``people.vote``: see :class:`core.track.VoteParams` for the meaning of each key."""
 
-    min_confidence: float = 0.6
-    full_confidence: float = 0.9
-    small_face_px: float = 16.0
-    small_face_weight: float = 0.5
-    decide_margin: float = 3.0
-    min_votes: int = 3
-    change_margin: float = 2.0
-    change_delay_s: float = 1.0
-    cap: float = 5.0
+    min_confidence: float = _V.min_confidence
+    full_confidence: float = _V.full_confidence
+    small_face_px: float = _V.small_face_px
+    small_face_weight: float = _V.small_face_weight
+    decide_margin: float = _V.decide_margin
+    min_votes: int = _V.min_votes
+    change_margin: float = _V.change_margin
+    change_delay_s: float = _V.change_delay_s
+    cap: float = _V.cap
 
     def __post_init__(self) -> None:
         _check(_unit(self.min_confidence), "min_confidence", f"must be in [0, 1], got {self.min_confidence}")
@@ -106,17 +100,7 @@ class VoteConfig:
         )
 
     def to_core(self) -> VoteParams:
-        return VoteParams(
-            min_confidence=self.min_confidence,
-            full_confidence=self.full_confidence,
-            small_face_px=self.small_face_px,
-            small_face_weight=self.small_face_weight,
-            decide_margin=self.decide_margin,
-            min_votes=self.min_votes,
-            change_margin=self.change_margin,
-            change_delay_s=self.change_delay_s,
-            cap=self.cap,
-        )
+        return VoteParams(**asdict(self))
 
 
 @dataclass(frozen=True)

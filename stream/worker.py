@@ -399,6 +399,23 @@ def put_until_stopped(out: queue.Queue, item: Any, stop: threading.Event, poll_s
     return False
 
 
+def put_done(out: queue.Queue, done: Any, stop: threading.Event) -> None:
+    """Put the final ``done`` marker on ``out``; once ``stop`` is set, make room instead of blocking.
+
+    The consumer may already be gone: after stop it only drains to find the marker, so an item is dropped.
+    """
+    while True:
+        try:
+            out.put(done, timeout=0.05)
+            return
+        except queue.Full:
+            if stop.is_set():
+                try:
+                    out.get_nowait()
+                except queue.Empty:
+                    pass
+
+
 class BatchWorker(threading.Thread):
     """Collects frames from all sources into batches and runs the processor on each.
 
@@ -498,15 +515,4 @@ class BatchWorker(threading.Thread):
             self.error = exc
             log.debug("worker failed", exc_info=True)
         finally:
-            done = Done(self.error, self.frames_in)
-            # The consumer may already be gone; never block on a full queue after stop.
-            while True:
-                try:
-                    self.out.put(done, timeout=0.05)
-                    break
-                except queue.Full:
-                    if self.stop_event.is_set():
-                        try:  # make room: the consumer drains after stop only to find Done
-                            self.out.get_nowait()
-                        except queue.Empty:
-                            pass
+            put_done(self.out, Done(self.error, self.frames_in), self.stop_event)

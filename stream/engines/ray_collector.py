@@ -18,7 +18,7 @@ from stream.errors import UserError
 from stream.frames import SourceEvent, SourceState, SourceStats
 from stream.redact import redact_text
 from stream.results import Done, FrameResult, SkippedFrame
-from stream.worker import put_until_stopped
+from stream.worker import put_done, put_until_stopped
 
 log = logging.getLogger(__name__)
 
@@ -220,17 +220,7 @@ class RayCollector(threading.Thread):
             log.debug("ray collector failed", exc_info=True)
         finally:
             self._shutdown()
-            done = Done(self.error, self.frames_in)
-            while True:
-                try:
-                    self.out.put(done, timeout=0.05)
-                    break
-                except queue.Full:
-                    if self.stop_event.is_set():
-                        try:
-                            self.out.get_nowait()
-                        except queue.Empty:
-                            pass
+            put_done(self.out, Done(self.error, self.frames_in), self.stop_event)
 
     def _loop(self) -> None:
         ray = self._ray
