@@ -20,7 +20,9 @@ def sanitize(acts: Tensor) -> tuple[Tensor, Tensor]:
     Returns:
         (clean (B, ...), bad (B,) bool): ``clean`` is ``acts`` with bad images zeroed.
     """
-    bad = ~torch.isfinite(acts).flatten(1).all(dim=1)
+    # One float64 sum per image instead of a mask over every activation: a float64 sum of float32
+    # (or narrower) values cannot overflow, so it is non-finite exactly when a NaN or Inf is in the image.
+    bad = ~torch.isfinite(acts.flatten(1).sum(dim=1, dtype=torch.float64))
     if bad.any():
         acts = torch.where(bad.view(-1, *([1] * (acts.dim() - 1))), torch.zeros_like(acts), acts)
     return acts, bad

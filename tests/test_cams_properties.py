@@ -124,6 +124,20 @@ def test_degenerate_activations_give_zero_map_and_flag(method, kind):
     torch.testing.assert_close(res.maps[1], good)  # a bad neighbour changes nothing
 
 
+def test_sanitize_flags_exactly_the_images_holding_nan_or_inf():
+    from core.postprocess import sanitize
+
+    acts = torch.ones(6, 8, 7, 7)
+    acts[1, 0, 0, 0] = float("nan")
+    acts[2, 5, 6, 6] = float("-inf")
+    acts[3, 0, 0, 0], acts[3, 1, 0, 0] = float("inf"), float("-inf")  # a float32 sum would be nan too
+    acts[4] = 3.0e38  # finite everywhere: a float32 sum overflows, the check must not call it bad
+    acts[5, 7, 3, 3] = -1e30
+    clean, bad = sanitize(acts)
+    assert bad.tolist() == [False, True, True, True, False, False]
+    assert (clean[1:4] == 0).all() and torch.equal(clean[4], acts[4]) and torch.equal(clean[0], acts[0])
+
+
 def test_target_validation_and_unknown_method():
     model = seeded_model("resnet18")
     x = torch.randn(2, 3, 224, 224)
