@@ -35,17 +35,7 @@ PGC = {"gradcam": "GradCAM", "gradcam++": "GradCAMPlusPlus", "layercam": "LayerC
 
 def timeit(fn: Callable[[], object], iters: int, device: torch.device) -> float:
     """Median wall time of ``fn`` over ``iters`` runs after one warm-up (GPU synchronised)."""
-    fn()
-    times = []
-    for _ in range(iters):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    return timeit_interleaved({"fn": fn}, iters, device)["fn"]
 
 
 def timeit_interleaved(fns: dict[str, Callable[[], object]], iters: int, device: torch.device) -> dict[str, float]:

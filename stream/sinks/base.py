@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 
 import numpy as np
 
+from stream.errors import UserError
 from stream.frames import SourceEvent
 from stream.redact import redact_text
 from stream.results import FrameResult, SkippedFrame
@@ -22,6 +24,20 @@ def wall_time(monotonic_t: float, _offset: list[float] = []) -> float:  # noqa: 
 def safe_name(source_id: str) -> str:
     """A redacted source id reduced to file-name-safe characters."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", redact_text(source_id)).strip("_")[:80] or "source"
+
+
+def output_dir(kind: str, directory: str | Path) -> Path:
+    """Create a sink's output directory (and its parents) -> its path.
+
+    Raises:
+        UserError: it cannot be created; the message names the sink ``kind`` and the directory.
+    """
+    path = Path(directory)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{kind} {path}: cannot create the directory ({exc.strerror or exc})") from None
+    return path
 
 
 class Sink:

@@ -27,7 +27,7 @@ from stream.errors import UserError, check
 from stream.frames import SourceEvent
 from stream.redact import redact_text
 from stream.results import FrameResult
-from stream.sinks.base import Sink, safe_name, wall_time
+from stream.sinks.base import Sink, output_dir, safe_name, wall_time
 from stream.sinks.encoder import CODECS, VideoEncoder
 from stream.sinks.record import DEFAULT_FPS, WRITE_ERRORS, nomask_labels, utc_stamp
 from stream.sinks.registry import SinkContext, register_sink
@@ -171,11 +171,7 @@ class ClipSink(Sink):
         if not opts.dir:
             raise UserError("sinks.clips.dir: not set")
         self.opts = opts
-        self.dir = Path(opts.dir)
-        try:
-            self.dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise UserError(f"clips {self.dir}: cannot create the directory ({exc.strerror or exc})") from None
+        self.dir = output_dir("clips", opts.dir)
         self.emit = emit
         self.labels = frozenset(opts.labels)
         self.max_buffer_bytes = int(opts.max_buffer_mb * 1e6)

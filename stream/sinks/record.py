@@ -29,7 +29,6 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Callable
 
 import av
@@ -39,7 +38,7 @@ from stream.errors import UserError, check
 from stream.frames import SourceEvent, SourceState
 from stream.redact import redact_text
 from stream.results import FrameResult
-from stream.sinks.base import Sink, safe_name, wall_time
+from stream.sinks.base import Sink, output_dir, safe_name, wall_time
 from stream.sinks.encoder import CODECS, VideoEncoder
 from stream.sinks.registry import SinkContext, register_sink
 from stream.sinks.segment_index import Segment, SegmentIndex, count_packets
@@ -317,11 +316,7 @@ class RecordSink(Sink):
         if not opts.dir:
             raise UserError("sinks.record.dir: not set")
         self.opts = opts
-        self.root = Path(opts.dir)
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise UserError(f"record {self.root}: cannot create the directory ({exc.strerror or exc})") from None
+        self.root = output_dir("record", opts.dir)
         if not os.access(self.root, os.W_OK | os.X_OK):
             raise UserError(f"record {self.root}: the directory is not writable")
         try:

@@ -13,9 +13,9 @@ from typing import Iterable
 import cv2
 import numpy as np
 
-from stream.errors import UserError, check
+from stream.errors import check
 from stream.results import FrameResult
-from stream.sinks.base import Sink, safe_name
+from stream.sinks.base import Sink, output_dir, safe_name
 from stream.sinks.registry import SinkContext, register_sink
 
 
@@ -55,11 +55,7 @@ class SnapshotSink(Sink):
         interval_s: float = 2.0,
         quality: int = 90,
     ) -> None:
-        self.dir = Path(directory)
-        try:
-            self.dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise UserError(f"snapshots {self.dir}: cannot create the directory ({exc.strerror or exc})") from None
+        self.dir = output_dir("snapshots", directory)
         self.labels = frozenset(labels)
         self.interval_s = float(interval_s)
         self.quality = int(quality)
