@@ -286,7 +286,9 @@ def test_killed_inference_replica_loses_no_frame(env) -> None:
         ray.kill(env["replicas"][0], no_restart=False)  # Ray restarts it and resends what it held
         run.finish(120)
     assert before < 100
-    _exactly_once(_events(tmp / "rep.jsonl"), specs)
+    events = _events(tmp / "rep.jsonl")
+    _exactly_once(events, specs)
+    _once_per_person(_people_by_frame(events)[1])
     assert sum(g.restarts for g in pipe.groups) == 0  # the cameras never noticed beyond a delay
 
 
@@ -307,7 +309,11 @@ def test_removed_node_cameras_resume_on_another(env) -> None:
         run.finish(150)
     for g in moved:
         assert g.restarts >= 1 and g.nodes[-1] != gone, g.nodes
-    _exactly_once(_events(tmp / "node.jsonl"), specs)
+    events = _events(tmp / "node.jsonl")
+    _exactly_once(events, specs)
+    people = _people_by_frame(events)[1]
+    _once_per_person(people)  # the moved cameras' people continued from their snapshots on the other node
+    assert {e["source"] for e in people if e["event"] == "appeared"} == set(specs)
 
 
 class _Recorder(Sink):
