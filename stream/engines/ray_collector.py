@@ -308,4 +308,3 @@ class DriverPeople:
         """``left`` events of every source not finished yet (after the collector stopped)."""
         c = self.collector
         return [ev for sid in (list(c.states) if c is not None else []) for ev in self.finish_source(sid)]
-

@@ -7,6 +7,8 @@ pack results. The ray engine runs the same steps in two places, and this module 
 * :class:`CameraStage` (on the camera's node): decoded frames -> small model inputs
   (frame mode: the frame shrunk to S x S; faces mode: the detector runs here and only the face
   crops, shrunk to S x S, leave), and later the inference outputs -> :class:`stream.results.FrameResult`.
+  With people on, :meth:`CameraStage.run` also runs each source's tracker and vote (``stream.tracked_faces``,
+  as ``Processor.process`` does) and snapshots the source's people after every frame.
 * :class:`InferenceCore` (on a GPU/CPU replica): inputs of many cameras, concatenated ->
   one forward and one batched explanation -> per-image class scores, the S x S uint8 map and
   the boxes in model-input pixels (never a full-resolution map).
@@ -153,6 +155,8 @@ class CameraStage:
         info: the model as the replicas describe it.
         cfg: worker settings (mode, face_margin, max_faces, fast_resize).
         detector: faces mode: ``detect(list of BGR images) -> list of (n, 5)`` run on the camera's node.
+        people: a ``stream.people.PeopleStage`` for this camera's sources (tracker and per-person vote;
+            :meth:`run` then tracks as ``Processor.process`` does); None: every frame judged alone.
     """
 
     def __init__(self, info: ModelInfo, cfg: WorkerConfig, detector: Any = None, people: Any = None) -> None:
