@@ -19,11 +19,12 @@ No math here: the tracker, the vote and the schedule are ``core.track``.
 
 from __future__ import annotations
 
+import pickle
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import cv2
 import numpy as np
@@ -84,6 +85,10 @@ class SourcePeople:
         margin: boxes are reported enlarged by this fraction per side (faces mode: ``worker.face_margin``,
             the crop the classifier saw, as the every-frame path reports them); the tracker and the vote
             use the face box itself.
+        adaptive: back the detector interval off when the worker is slower than the source (:meth:`adapt`).
+            Live sources only: a file or folder is read at the worker's pace, so there is nothing to catch
+            up with, and its people must not depend on the machine's load (the same file gives the same
+            person events on any machine and engine).
     """
 
     def __init__(
@@ -93,7 +98,9 @@ class SourcePeople:
         cfg: PeopleConfig,
         snapshot_dir: str | Path | None = None,
         margin: float = 0.0,
+        adaptive: bool = True,
     ) -> None:
+        self.adaptive = bool(adaptive)
         self.margin = float(margin)
         self.source_id = source_id
         self.src = redact_text(source_id)
@@ -169,7 +176,9 @@ class SourcePeople:
         )
 
     def adapt(self, cost_per_frame_s: float) -> None:
-        """Back off (or return to) the detector interval from the worker's cost per frame."""
+        """Back off (or return to) the detector interval from the worker's cost per frame (live sources only)."""
+        if not self.adaptive:
+            return
         self.detect_every = adapt_detect_every(
             self.detect_every, cost_per_frame_s, self._period, self.cfg.detect_every, self.cfg.detect_every_max
         )
@@ -345,6 +354,8 @@ class PeopleStage:
         cfg: the ``people`` config section.
         snapshot_dir: directory for decided people's best crops (None: off).
         margin: see :class:`SourcePeople`.
+        live: source id -> live source; only live sources adapt their detector interval to the load
+            (see :class:`SourcePeople`). A source not named here adapts.
     """
 
     def __init__(
@@ -353,8 +364,10 @@ class PeopleStage:
         cfg: PeopleConfig,
         snapshot_dir: str | Path | None = None,
         margin: float = 0.0,
+        live: Mapping[str, bool] | None = None,
     ) -> None:
         self.margin = margin
+        self.live = dict(live or {})
         self.class_names = tuple(class_names)
         self.cfg = cfg
         self.snapshot_dir = snapshot_dir
@@ -366,9 +379,26 @@ class PeopleStage:
             sp = self._sources.get(source_id)
             if sp is None:
                 sp = self._sources[source_id] = SourcePeople(
-                    source_id, self.class_names, self.cfg, self.snapshot_dir, self.margin
+                    source_id, self.class_names, self.cfg, self.snapshot_dir, self.margin,
+                    adaptive=self.live.get(source_id, True),
                 )
             return sp
+
+    def snapshot(self, source_id: str) -> bytes | None:
+        """The whole state of one source (tracker, votes, schedule), pickled; None before its first frame.
+
+        The ray engine takes one after each frame and restores it in a restarted camera actor, so the
+        source's people continue exactly where the last delivered frame left them.
+        """
+        with self._lock:
+            sp = self._sources.get(source_id)
+        return None if sp is None else pickle.dumps(sp, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def restore(self, source_id: str, state: bytes) -> None:
+        """Continue ``source_id`` from a :meth:`snapshot` (replaces its current state)."""
+        sp = restore_source(state)
+        with self._lock:
+            self._sources[source_id] = sp
 
     def finish_source(self, source_id: str) -> list[dict]:
         """``left`` events of a source that ended (called once its last frame was processed)."""
@@ -381,3 +411,11 @@ class PeopleStage:
         with self._lock:
             sps, self._sources = list(self._sources.values()), {}
         return [ev for sp in sps for ev in sp.finish()]
+
+
+def restore_source(state: bytes) -> SourcePeople:
+    """A :class:`SourcePeople` from :meth:`PeopleStage.snapshot` bytes (made by this program: trusted)."""
+    sp = pickle.loads(state)  # noqa: S301 - our own snapshot, passed between our own processes
+    if not isinstance(sp, SourcePeople):
+        raise TypeError(f"not a SourcePeople snapshot: {type(sp).__name__}")
+    return sp

@@ -313,6 +313,31 @@ def create_detector(name: str | None, options: Mapping[str, Any] | None = None) 
         raise UserError(f"{key} (detector {name or 'default'!r}): {exc}") from None
 
 
+def detector_options(cfg: Config) -> dict:
+    """Faces mode's detector options: ``worker.detector_options``, with people on the tracker's low score.
+
+    The tracker's second match needs the weak boxes too (ByteTrack); they never start a person. An explicit
+    ``worker.detector_options.score_threshold`` wins.
+    """
+    opts = dict(cfg.worker.detector_options or {})
+    if cfg.people.enabled:
+        opts = {"score_threshold": cfg.people.tracker.low_score, **opts}
+    return opts
+
+
+def people_stage(cfg: Config, class_names: Sequence[str], live: Mapping[str, bool]) -> Any:
+    """The ``stream.people.PeopleStage`` for ``cfg`` (None when ``people.enabled`` is off).
+
+    ``live``: source id -> live source (only live sources adapt the detector interval to the load).
+    """
+    if not cfg.people.enabled:
+        return None
+    from stream.people import PeopleStage
+
+    margin = cfg.worker.face_margin if cfg.worker.mode == "faces" else 0.0
+    return PeopleStage(class_names, cfg.people, cfg.sinks.snapshots, margin, live)
+
+
 def build_sinks(
     cfg: Config,
     source_ids: list[str],
@@ -366,19 +391,10 @@ def build_pipeline(
         sources, specs = open_sources(cfg)
     specs = list(specs or [])
     backend = backend if backend is not None else create_backend(cfg.worker)
-    people = None
-    if cfg.people.enabled:
-        from stream.people import PeopleStage
-
-        margin = cfg.worker.face_margin if cfg.worker.mode == "faces" else 0.0
-        people = PeopleStage(backend.meta.class_names, cfg.people, cfg.sinks.snapshots, margin)
+    live = {s.source_id: bool(getattr(s, "live", False)) for s in sources}
+    people = people_stage(cfg, backend.meta.class_names, live)
     if cfg.worker.mode == "faces" and detector is None:
-        # the tracker's second match needs the weak boxes too (ByteTrack); they never start a person. An
-        # explicit worker.detector_options.score_threshold wins.
-        opts = dict(cfg.worker.detector_options or {})
-        if people is not None:
-            opts = {"score_threshold": cfg.people.tracker.low_score, **opts}
-        detector = create_detector(cfg.worker.detector, opts)
+        detector = create_detector(cfg.worker.detector, detector_options(cfg))
     processor = Processor(backend, cfg.worker, detector, people)
     infos = [probe_file(s) for s in specs] if specs else [None] * len(sources)
     ids = [s.source_id for s in sources]
@@ -395,7 +411,6 @@ def build_pipeline(
     elif cfg.run.progress and cfg.run.max_frames:
         total = cfg.run.max_frames
     summary_names = tuple(processor.class_names)
-    live = {s.source_id: bool(getattr(s, "live", False)) for s in sources}
     pipe = Pipeline(
         sources,
         processor.process,

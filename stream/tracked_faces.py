@@ -4,7 +4,9 @@ For each frame of a batch, in order: the face detector runs only when the source
 :class:`stream.people.SourcePeople` asks for it (every k frames, adaptive), the tracker steps (with the
 detections, or predicting), and the faces due for classification are cropped. All due crops of the batch
 go through ONE forward (class and map); every other face keeps its last class and map, pasted at its
-current box. Then each person's vote is updated. The results carry the tracked faces as
+current box. Then each person's vote is updated. A batch holding several frames of one source is run in
+:func:`waves` (one frame per source each), so the faces classified on a frame never depend on how frames
+were batched. The results carry the tracked faces as
 ``stream.results.Detections`` (``tracker_id`` = person id, ``data["person_label"]``), the people in view in
 ``extra["people"]`` and the person events of the frame in ``extra["person_events"]``.
 
@@ -14,7 +16,7 @@ Frame mode uses :func:`track_frame_result`: the map's boxes are tracked and vote
 from __future__ import annotations
 
 import time
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import cv2
 import numpy as np
@@ -49,18 +51,73 @@ def _public_people(people: list[dict]) -> list[dict]:
     return [{k: v for k, v in p.items() if k != "probs"} for p in people]
 
 
-def process_tracked_faces(proc: Any, frames: Sequence[Frame], stage: PeopleStage) -> list[FrameResult]:
+def waves(frames: Sequence[Frame]) -> list[list[Frame]]:
+    """Split a batch, in order, into runs holding at most one frame of each source.
+
+    A source's next frame is tracked only after its previous frame's faces were classified and voted on,
+    so what is classified on a frame never depends on how the frames were batched (the batch composition
+    depends on timing): the same file gives the same people in any engine, at any load.
+    """
+    out: list[list[Frame]] = []
+    seen: set[str] = set()
+    for f in frames:
+        if not out or f.source_id in seen:
+            out.append([])
+            seen = set()
+        out[-1].append(f)
+        seen.add(f.source_id)
+    return out
+
+
+def process_tracked_faces(
+    proc: Any,
+    frames: Sequence[Frame],
+    stage: PeopleStage,
+    classify: Callable[[list[np.ndarray]], dict] | None = None,
+    on_result: Callable[[FrameResult], None] | None = None,
+) -> list[FrameResult]:
     """Faces-mode results for ``frames`` with tracking (see the module docstring).
 
+    The frames go in :func:`waves` (one forward per wave that has faces due; a batch of one frame per
+    source is one wave).
+
     Args:
-        proc: the ``stream.worker.Processor`` (its detector, config, ``_to_input`` and ``explain``).
+        proc: the ``stream.worker.Processor`` (its ``detector``, ``cfg``, ``class_names``, ``input_size``),
+            or the ray engine's camera stage with the same attributes.
         frames: usable frames (BGR), any mix of sources, each source's frames in order.
         stage: the people stage.
+        classify: BGR crops (each S x S, or larger) -> ``Processor.explain``'s dict (``probs`` (n, K),
+            ``maps`` (n, h, w) uint8); default ``proc.explain(proc._to_input(crops))``.
+        on_result: called with each result as soon as its source's state is the state after its frame
+            (the ray engine snapshots it there).
 
     Returns:
         One ``stream.results.FrameResult`` per frame.
     """
+    if classify is None:
+        def classify(batch: list[np.ndarray]) -> dict:
+            return proc.explain(proc._to_input(batch))
+
     t_start = time.monotonic()
+    results: list[FrameResult] = []
+    touched: dict[int, SourcePeople] = {}
+    for wave in waves(frames):
+        made = _tracked_wave(proc, wave, stage, classify, len(frames))
+        for r in made:
+            sp = stage.source(r.frame.source_id)
+            touched[id(sp)] = sp
+            if on_result is not None:
+                on_result(r)
+        results += made
+    cost = (time.monotonic() - t_start) / max(1, len(frames))
+    for sp in touched.values():
+        sp.adapt(cost)
+    return results
+
+
+def _tracked_wave(proc: Any, frames: Sequence[Frame], stage: PeopleStage,
+                  classify: Callable[[list[np.ndarray]], dict], batch_size: int) -> list[FrameResult]:
+    """:func:`process_tracked_faces` for frames of distinct sources: track all, ONE forward, vote all."""
     cfg = proc.cfg
     plans = []
     crops: list[np.ndarray] = []
@@ -95,7 +152,7 @@ def process_tracked_faces(proc: Any, frames: Sequence[Frame], stage: PeopleStage
             cv2.resize(c, (s_w, s_h), interpolation=cv2.INTER_LINEAR) if c.shape[0] <= s_h and c.shape[1] <= s_w else c
             for c in crops
         ]
-        out = proc.explain(proc._to_input(batch))
+        out = classify(batch)
         probs, maps_u8 = out["probs"], out["maps"]  # maps: (n, h, w) uint8 at the method's native size
     t_done = time.monotonic()
     results = []
@@ -124,13 +181,10 @@ def process_tracked_faces(proc: Any, frames: Sequence[Frame], stage: PeopleStage
                 detections=_detections(proc.class_names, step, people, det_scores),
                 heatmap=heat,
                 done_time=t_done,
-                batch_size=len(frames),
+                batch_size=batch_size,
                 extra={PEOPLE: _public_people(people), PERSON_EVENTS: events + vote_events},
             )
         )
-    cost = (time.monotonic() - t_start) / max(1, len(frames))
-    for sp in {id(p[1]): p[1] for p in plans}.values():
-        sp.adapt(cost)
     return results
 
 

@@ -193,3 +193,99 @@ def test_ray_engine_errors_are_one_line_user_errors(monkeypatch, tmp_path: Path)
     bad.write_text("ray:\n  group_size: 0\n")
     with pytest.raises(UserError, match=r"ray\.group_size must be an int >= 1, got 0"):
         load_config(bad)
+
+
+# ---------------------------------------------------------------- people on the camera's side
+
+
+class _ScriptedDetector:
+    """Faces by frame index (read from pixel (0, 0)): person A all along, B from frame 6 to 17, C from 10."""
+
+    def detect(self, images):
+        out = []
+        for im in images:
+            i = int(im[0, 0, 0])
+            rows = [[20 + 2 * i, 30, 60 + 2 * i, 80, 0.9]]
+            if 6 <= i < 18:
+                rows.append([150, 40, 190, 95, 0.8])
+            if i >= 10:
+                rows.append([100 - i, 70, 135 - i, 115, 0.7])
+            out.append(np.array(rows, np.float32))
+        return out
+
+
+def _people_frames(source_id: str, n: int, seed: int) -> list[Frame]:
+    """A file source's frames (pos_ms at 25 fps): noise with bright faces where the detector puts them."""
+    rng = np.random.default_rng(seed)
+    det = _ScriptedDetector()
+    frames = []
+    for i in range(n):
+        im = rng.integers(0, 90, (120, 200, 3), np.uint8)
+        im[0, 0, 0] = i
+        for x1, y1, x2, y2, _ in det.detect([im])[0].astype(int):
+            im[y1:y2, x1:x2] = rng.integers(150, 255, 3, np.uint8)
+        frames.append(Frame(source_id, i, im, 100.0 + i / 25.0, 40.0 * i))
+    return frames
+
+
+def _tracked_run(stage, frames, batch, infer=None, after=None):
+    """Frames of one source through a people-tracking stage in batches of ``batch`` -> (results, states)."""
+    out, states = [], []
+    for k in range(0, len(frames), batch):
+        part = frames[k : k + batch]
+        if infer is None:  # the local Processor
+            got = [(r, None) for r in stage.process(part)]
+        else:
+            got = stage.run(part, infer)
+        out += [r for r, _ in got]
+        states += [s for _, s in got]
+        if after is not None and after(len(out)):
+            break
+    return out, states
+
+
+@pytest.mark.parametrize("mode", ["frame", "faces"])
+@pytest.mark.timeout(120)
+def test_people_on_the_camera_side_equal_the_local_processor_and_resume_from_a_snapshot(backend, mode) -> None:
+    """The ray engine's camera side tracks and votes as the local worker does, whatever the batching (local: two
+    sources interleaved in batches of 4; camera: one source in batches of 3), and a camera restarted from the
+    snapshot of the last delivered frame continues with the same people, events and ids."""
+    from stream.people import PeopleStage, restore_source
+    from stream.people_config import PeopleConfig
+    from tests._people_compare import result_people, same
+
+    cfg = WorkerConfig(device="cpu", mode=mode, face_margin=0.1, threshold=ThresholdConfig(mode="fraction", value=0.5))
+    pcfg = PeopleConfig(detect_every=3, undecided_every=2, decided_every=4)
+    margin = cfg.face_margin if mode == "faces" else 0.0
+    det = _ScriptedDetector() if mode == "faces" else None
+    live = {"a": False, "b": False}
+    fa, fb = _people_frames("a", 24, 1), _people_frames("b", 24, 2)
+    mixed = [f for pair in zip(fa, fb) for f in pair]
+    local_stage = PeopleStage(("with_mask", "without_mask"), pcfg, None, margin, live)
+    local, _ = _tracked_run(Processor(backend, cfg, det, local_stage), mixed, 4)
+    local_a = [result_people(r) for r in local if r.frame.source_id == "a"]
+    left_a = local_stage.finish_source("a")
+
+    core = InferenceCore(backend, cfg)
+
+    def infer(x):
+        return core.run([x])[0]
+
+    def camera():
+        return CameraStage(core.info, cfg, det, PeopleStage(core.info.class_names, pcfg, None, margin, live))
+
+    whole, states = _tracked_run(camera(), fa, 3, infer)
+    assert all(s is not None for s in states)  # a snapshot after every frame
+    same(local_a, [result_people(r) for r in whole], where=mode)
+    same(left_a, restore_source(states[-1]).finish(), where="left")
+    evs = [e["event"] for r in whole for e in r.extra["person_events"]] + [e["event"] for e in left_a]
+    assert evs.count("appeared") == 3 if mode == "faces" else evs.count("appeared") >= 1
+    assert evs.count("appeared") == evs.count("left") and "decided" in evs
+
+    cut = 11  # the camera dies after 11 delivered frames; its successor resumes from the snapshot after frame 10
+    first, st1 = _tracked_run(camera(), fa, 4, infer, after=lambda n: n >= cut)
+    again = camera()
+    again.people.restore("a", st1[cut - 1])
+    rest, _ = _tracked_run(again, fa[cut:], 4, infer)
+    same(local_a, [result_people(r) for r in first[:cut] + rest], where=f"{mode} resumed")
+    same(left_a, again.people.finish_source("a"), where="left resumed")

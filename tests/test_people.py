@@ -171,6 +171,18 @@ def test_adaptive_detector_interval_backs_off_when_slow_and_returns():
     assert sp.detect_every == 2
 
 
+def test_file_sources_never_adapt_the_detector_interval_to_the_load():
+    """A file is read at the worker's pace: its people must not depend on how loaded the machine is."""
+    stage = PeopleStage(CLASSES, PeopleConfig(detect_every=2, detect_every_max=6), live={"file": False, "cam": True})
+    for sid in ("file", "cam"):
+        sp = stage.source(sid)
+        for i in range(3):
+            sp.track(frame(i, fps=25.0), None)
+        for _ in range(10):
+            sp.adapt(0.080)
+    assert stage.source("file").detect_every == 2 and stage.source("cam").detect_every == 6
+
+
 # ---------------------------------------------------------------- config
 
 

@@ -11,7 +11,7 @@ replica's model, the camera actors) is printed apart. On a shared machine, compa
 one run.
 
     python tools/bench_ray.py [--frames 60] [--size 1280x720] [--sources 4] [--checkpoint PATH]
-        [--group-size 1] [--batch-size 4] [--max-batch 16] [--video]
+        [--group-size 1] [--batch-size 4] [--max-batch 16] [--video] [--mode frame|faces] [--no-people]
 """
 
 from __future__ import annotations
@@ -59,13 +59,26 @@ def make_clips(folder: Path, n_sources: int, frames: int, size: tuple[int, int])
 def config(specs: list[str], out: Path, args: argparse.Namespace, engine: str) -> Config:
     return from_dict({
         "sources": {"specs": specs},
-        "worker": {"device": "cpu", "batch_size": args.batch_size, "checkpoint": args.checkpoint},
+        "worker": {"device": "cpu", "batch_size": args.batch_size, "checkpoint": args.checkpoint, "mode": args.mode},
+        "people": {"enabled": not args.no_people},
         "sinks": {"display": False, "events": str(out / f"{engine}.jsonl"),
                   "output": str(out / f"{engine}.avi") if args.video else None},
         "run": {"progress": False, "engine": engine},
         "ray": {"group_size": args.group_size, "replicas": 1, "replica_cpus": float(os.cpu_count() or 1),
                 "camera_cpus": 0.5, "max_batch": args.max_batch},
     })
+
+
+def person_events(path: Path) -> dict[str, int]:
+    """Person events of an events file by kind."""
+    import json
+
+    out: dict[str, int] = {}
+    for line in path.open():
+        e = json.loads(line)
+        if e.get("type") == "person":
+            out[e["event"]] = out.get(e["event"], 0) + 1
+    return dict(sorted(out.items()))
 
 
 class Clock:
@@ -95,6 +108,8 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=4, help="frames per camera request / local batch")
     ap.add_argument("--max-batch", type=int, default=16, help="most images per replica forward")
     ap.add_argument("--video", action="store_true", help="also write the annotated videos")
+    ap.add_argument("--mode", choices=("frame", "faces"), default="frame")
+    ap.add_argument("--no-people", action="store_true", help="people tracking off in both engines")
     args = ap.parse_args()
     w, h = (int(v) for v in args.size.lower().split("x"))
 
@@ -102,8 +117,8 @@ def main() -> None:
         out = Path(tmp)
         specs = make_clips(out, args.sources, args.frames, (w, h))
         total = args.sources * args.frames
-        print(f"{args.sources} files of {args.frames} frames at {w}x{h}; {os.cpu_count()} CPUs; "
-              f"load average {os.getloadavg()[0]:.1f} at start")
+        print(f"{args.sources} files of {args.frames} frames at {w}x{h}, {args.mode} mode, people tracking "
+              f"{'off' if args.no_people else 'on'}; {os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.1f} at start")
 
         t0 = time.perf_counter()
         local = build_pipeline(config(specs, out, args, "local"))
@@ -135,6 +150,7 @@ def main() -> None:
         finally:
             ray.shutdown()
         assert rc.n == total == s_ray.frames_in, (rc.n, total, s_ray.frames_in)
+        people = {e: person_events(out / f"{e}.jsonl") for e in ("local", "ray")}
 
     print(f"{'engine':8} {'frames':>6} {'steady fps':>10} {'wall s':>7}  notes")
     print(f"{'local':8} {lc.n:6d} {lc.fps():10.2f} {t_local:7.1f}  one process, batch {args.batch_size}")
@@ -146,6 +162,8 @@ def main() -> None:
           f"(goal <= 1.3); wall ratio incl. camera start-up {t_ray / t_local:.2f}")
     print(f"replica batches (images per forward: count): {sizes}; mean {mean:.1f}; "
           f"requests per forward: {dict(sorted(stats['requests'].items()))}")
+    print(f"person events (kind: count): local {people['local']}, ray {people['ray']}"
+          f"{'' if people['local'] == people['ray'] else '  DIFFERENT'}")
     print(f"load average {os.getloadavg()[0]:.1f} at end (the machine is shared: compare ratios, not rates)")
 
 

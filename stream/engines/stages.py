@@ -7,6 +7,8 @@ pack results. The ray engine runs the same steps in two places, and this module 
 * :class:`CameraStage` (on the camera's node): decoded frames -> small model inputs
   (frame mode: the frame shrunk to S x S; faces mode: the detector runs here and only the face
   crops, shrunk to S x S, leave), and later the inference outputs -> :class:`stream.results.FrameResult`.
+  With people on, :meth:`CameraStage.run` also runs each source's tracker and vote (``stream.tracked_faces``,
+  as ``Processor.process`` does) and snapshots the source's people after every frame.
 * :class:`InferenceCore` (on a GPU/CPU replica): inputs of many cameras, concatenated ->
   one forward and one batched explanation -> per-image class scores, the S x S uint8 map and
   the boxes in model-input pixels (never a full-resolution map).
@@ -19,8 +21,9 @@ compares them).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
-from typing import Any, Protocol, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -135,34 +138,6 @@ class InferenceCore:
         return split
 
 
-class SourceStage(Protocol):
-    """Per-source state a camera keeps between frames (the tracker and per-person vote plug in here).
-
-    ``step`` gets each result of its source in frame order and returns the result to send on
-    (e.g. with ``detections.with_tracks(...)`` and person events in ``extra``). ``state`` /
-    ``restore`` carry it over a camera restart (return None when there is nothing to carry).
-    """
-
-    def step(self, result: FrameResult) -> FrameResult: ...
-
-    def state(self) -> Any: ...
-
-    def restore(self, state: Any) -> None: ...
-
-
-class PassThrough:
-    """The default :class:`SourceStage`: no per-source state (results pass unchanged)."""
-
-    def step(self, result: FrameResult) -> FrameResult:
-        return result
-
-    def state(self) -> Any:
-        return None
-
-    def restore(self, state: Any) -> None:
-        pass
-
-
 @dataclass
 class Prepared:
     """What :meth:`CameraStage.prepare` made of a batch: inputs for a replica and how to unpack them."""
@@ -180,15 +155,70 @@ class CameraStage:
         info: the model as the replicas describe it.
         cfg: worker settings (mode, face_margin, max_faces, fast_resize).
         detector: faces mode: ``detect(list of BGR images) -> list of (n, 5)`` run on the camera's node.
+        people: a ``stream.people.PeopleStage`` for this camera's sources (tracker and per-person vote;
+            :meth:`run` then tracks as ``Processor.process`` does); None: every frame judged alone.
     """
 
-    def __init__(self, info: ModelInfo, cfg: WorkerConfig, detector: Any = None) -> None:
+    def __init__(self, info: ModelInfo, cfg: WorkerConfig, detector: Any = None, people: Any = None) -> None:
         if cfg.mode == "faces" and detector is None:
             raise ValueError("faces mode needs a detector")
         self.info = info
         self.cfg = cfg
         self.detector = detector
+        self.people = people  # stream.people.PeopleStage of this camera's sources (None: every frame alone)
         self.class_names = tuple(info.class_names)
+        s = int(info.input_size)
+        self.input_size = (s, s)
+
+    def run(self, frames: Sequence[Frame], infer: Callable[[np.ndarray], dict]) -> list[tuple[Any, bytes | None]]:
+        """``Processor.process`` on the camera's side: frames -> results, with ``infer`` doing the forward.
+
+        Args:
+            frames: a batch (any mix of this camera's sources, each source's frames in order).
+            infer: a :func:`model_inputs` array -> ``Processor.explain``'s dict for it (a replica's answer).
+
+        Returns:
+            Per frame, in order: (FrameResult or SkippedFrame, state). With people on, the state of a
+            FrameResult is its source's :meth:`stream.people.PeopleStage.snapshot` right after that frame
+            (what a restarted camera continues from); otherwise, and for skipped frames, None.
+        """
+        people = self.people
+        if people is None or self.cfg.mode == "frame":
+            prep = self.prepare(frames)
+            out = infer(prep.inputs) if len(prep.inputs) else empty_output(self.info, self.cfg.mode)
+            items = self.results(prep, out, time.monotonic())
+            if people is None:
+                return [(x, None) for x in items]
+            from stream.tracked_faces import track_frame_result
+
+            done = []
+            for x in items:
+                if isinstance(x, FrameResult):
+                    x = track_frame_result(x, people)
+                    done.append((x, people.snapshot(x.frame.source_id)))
+                else:
+                    done.append((x, None))
+            return done
+        from stream.tracked_faces import process_tracked_faces
+
+        items, good = usable_frames(frames)
+        states: dict[tuple[str, int], bytes | None] = {}
+
+        def classify(crops: list[np.ndarray]) -> dict:
+            return infer(model_inputs(crops, self.info, self.cfg.fast_resize))
+
+        def snap(r: FrameResult) -> None:
+            states[(r.frame.source_id, r.frame.index)] = people.snapshot(r.frame.source_id)
+
+        it = iter(process_tracked_faces(self, good, people, classify, snap) if good else [])
+        done = []
+        for x in items:
+            if isinstance(x, Frame):
+                r = next(it)
+                done.append((r, states.get((r.frame.source_id, r.frame.index))))
+            else:
+                done.append((x, None))
+        return done
 
     def prepare(self, frames: Sequence[Frame]) -> Prepared:
         """Frames -> model inputs (unusable frames become ``SkippedFrame`` and send nothing)."""
