@@ -325,3 +325,18 @@ def test_estimate_shift_measures_a_pan():
     dx, dy = estimate_shift(ga, gb, s)
     assert abs(dx - (-40)) < 4 and abs(dy - (-12)) < 4  # the content moved left/up
     assert estimate_shift(ga, ga, s) == pytest.approx((0.0, 0.0), abs=0.5)
+
+
+def test_estimate_shift_leaves_its_inputs_unchanged():
+    """The tracker keeps each frame's small image as the next frame's ``prev``: windowing it in place
+    (what cv2.phaseCorrelate does to its arguments) would correlate a twice-windowed image next time."""
+    from core.track.motion import estimate_shift
+
+    rng = np.random.default_rng(1)
+    a = rng.random((90, 160), dtype=np.float32)
+    b = np.roll(a, 3, axis=1)
+    a0, b0 = a.copy(), b.copy()
+    first = estimate_shift(a, b, 1.0)
+    assert np.array_equal(a, a0) and np.array_equal(b, b0)
+    assert estimate_shift(a, b, 1.0) == first  # the same inputs give the same shift on a second call
+    assert first[0] == pytest.approx(3.0, abs=0.1)

@@ -40,7 +40,9 @@ def estimate_shift(prev: np.ndarray, cur: np.ndarray, scale: float, min_response
     if prev.shape != cur.shape:
         return 0.0, 0.0
     win = cv2.createHanningWindow((cur.shape[1], cur.shape[0]), cv2.CV_32F)
-    (dx, dy), response = cv2.phaseCorrelate(prev, cur, win)
+    # cv2.phaseCorrelate multiplies its inputs by the window in place: copies keep the caller's
+    # images (the tracker stores `cur` as the next call's `prev`) unwindowed.
+    (dx, dy), response = cv2.phaseCorrelate(prev.copy(), cur.copy(), win)
     if not np.isfinite(response) or response < min_response:
         return 0.0, 0.0
     return float(dx) * scale, float(dy) * scale
