@@ -23,7 +23,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import cv2
 import numpy as np
@@ -81,9 +81,13 @@ class SourcePeople:
         class_names: classifier classes.
         cfg: the ``people`` config section.
         snapshot_dir: where decided people's best crop is saved (None: no snapshots).
-        margin: boxes are reported enlarged by this fraction per side (faces mode: ``worker.face_margin``,
-            the crop the classifier saw, as the every-frame path reports them); the tracker and the vote
-            use the face box itself.
+        margin: boxes are reported enlarged by this fraction per side, clipped to the frame. The pipeline
+            passes 0: faces mode reports the face box, as the every-frame path does
+            (``stream.worker.reported_faces``); the classifier's crop adds ``worker.face_margin`` on its own.
+        live: the source drops frames when the worker falls behind (a camera, a stream): only then does the
+            detector interval back off with the load (:meth:`adapt`). A file or folder waits for the worker,
+            so it is never behind: there the interval stays ``detect_every`` and the results do not depend on
+            the machine's load.
     """
 
     def __init__(
@@ -93,8 +97,10 @@ class SourcePeople:
         cfg: PeopleConfig,
         snapshot_dir: str | Path | None = None,
         margin: float = 0.0,
+        live: bool = True,
     ) -> None:
         self.margin = float(margin)
+        self.live = bool(live)
         self.source_id = source_id
         self.src = redact_text(source_id)
         self.class_names = tuple(class_names)
@@ -169,7 +175,9 @@ class SourcePeople:
         )
 
     def adapt(self, cost_per_frame_s: float) -> None:
-        """Back off (or return to) the detector interval from the worker's cost per frame."""
+        """Back off (or return to) the detector interval from the worker's cost per frame (live sources only)."""
+        if not self.live:
+            return
         self.detect_every = adapt_detect_every(
             self.detect_every, cost_per_frame_s, self._period, self.cfg.detect_every, self.cfg.detect_every_max
         )
@@ -345,6 +353,7 @@ class PeopleStage:
         cfg: the ``people`` config section.
         snapshot_dir: directory for decided people's best crops (None: off).
         margin: see :class:`SourcePeople`.
+        live: source id -> live (see :class:`SourcePeople`); a source not in it counts as live.
     """
 
     def __init__(
@@ -353,8 +362,10 @@ class PeopleStage:
         cfg: PeopleConfig,
         snapshot_dir: str | Path | None = None,
         margin: float = 0.0,
+        live: Mapping[str, bool] | None = None,
     ) -> None:
         self.margin = margin
+        self.live = dict(live or {})
         self.class_names = tuple(class_names)
         self.cfg = cfg
         self.snapshot_dir = snapshot_dir
@@ -366,7 +377,8 @@ class PeopleStage:
             sp = self._sources.get(source_id)
             if sp is None:
                 sp = self._sources[source_id] = SourcePeople(
-                    source_id, self.class_names, self.cfg, self.snapshot_dir, self.margin
+                    source_id, self.class_names, self.cfg, self.snapshot_dir, self.margin,
+                    self.live.get(source_id, True),
                 )
             return sp
 

@@ -370,8 +370,10 @@ def build_pipeline(
     if cfg.people.enabled:
         from stream.people import PeopleStage
 
-        margin = cfg.worker.face_margin if cfg.worker.mode == "faces" else 0.0
-        people = PeopleStage(backend.meta.class_names, cfg.people, cfg.sinks.snapshots, margin)
+        # boxes are reported as the face box (stream.worker.reported_faces does the same without tracking);
+        # files never back off the detector interval (they wait for the worker)
+        live_of = {s.source_id: bool(getattr(s, "live", False)) for s in sources}
+        people = PeopleStage(backend.meta.class_names, cfg.people, cfg.sinks.snapshots, 0.0, live_of)
     if cfg.worker.mode == "faces" and detector is None:
         # the tracker's second match needs the weak boxes too (ByteTrack); they never start a person. An
         # explicit worker.detector_options.score_threshold wins.
