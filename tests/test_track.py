@@ -199,6 +199,18 @@ def test_weak_detections_keep_a_track_but_never_start_one():
     assert tr.next_id == 2
 
 
+def test_a_lost_track_comes_back_only_on_a_confident_detection():
+    """As in ByteTrack, weak boxes only keep a track in view going: a lost track is not revived by them (weak
+    boxes are mostly not faces, and a lost track's grown gate would keep it alive on them forever)."""
+    tr = FaceTracker(TrackerParams(max_lost_frames=50))
+    frames: list = [[box(100, 100, 30, 0.9)] for _ in range(3)] + [[] for _ in range(5)]
+    frames += [[box(130, 100, 30, 0.3)] for _ in range(3)]  # weak, within the grown gate
+    frames += [[box(130, 100, 30, 0.9)]]  # confident: the lost face is found again
+    ids, _ = run(tr, frames)
+    assert all(m == {} for m in ids[8:11])
+    assert ids[11] == {0: 1}
+
+
 def test_finish_ends_every_confirmed_track():
     tr = FaceTracker()
     run(tr, [[box(100, 100, 30), box(300, 100, 30)]] * 3)

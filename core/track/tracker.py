@@ -332,8 +332,10 @@ class FaceTracker:
                     det_of[id(pool[rows[r]])] = int(cols[k])
                     matched_t.add(rows[r])
                     matched_d.add(int(cols[k]))
-            # second match: leftover confirmed tracks against weak detections (stricter gate)
-            rest = [t for i, t in enumerate(pool) if i not in matched_t and t.public_id >= 0]
+            # second match: leftover confirmed tracks that were in view at the last detector run against weak
+            # detections (stricter gate); as in ByteTrack a lost track comes back only on a confident detection:
+            # weak boxes are mostly not faces, and a lost track's grown gate would keep it alive on them
+            rest = [t for i, t in enumerate(pool) if i not in matched_t and t.public_id >= 0 and t.visible]
             if rest and len(low):
                 cost2 = self._cost(rest, d[low, :4], 0.7)
                 for r, k in _assign(cost2):
