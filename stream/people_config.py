@@ -114,8 +114,8 @@ class PeopleConfig:
             and while nobody is in view).
         detect_every_s: ...but never leave more than this much media time between two detector runs
             (low frame rates: at 5 fps the detector runs on every frame); scaled up while backing off.
-        detect_every_max: back off up to this many frames while the worker is slower than the
-            source's frame rate (equal to ``detect_every``: no back-off).
+        detect_every_max: live sources: back off up to this many frames while the worker is slower than
+            the source's frame rate (equal to ``detect_every``: no back-off; files and folders never back off).
         undecided_every: faces mode: classify undecided (or contested) people every this many frames.
         decided_every: faces mode: classify decided people every this many frames.
         max_classify_per_frame: classify at most this many faces per frame (0: no limit).
