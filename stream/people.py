@@ -82,13 +82,13 @@ class SourcePeople:
         class_names: classifier classes.
         cfg: the ``people`` config section.
         snapshot_dir: where decided people's best crop is saved (None: no snapshots).
-        margin: boxes are reported enlarged by this fraction per side (faces mode: ``worker.face_margin``,
-            the crop the classifier saw, as the every-frame path reports them); the tracker and the vote
-            use the face box itself.
-        adaptive: back the detector interval off when the worker is slower than the source (:meth:`adapt`).
-            Live sources only: a file or folder is read at the worker's pace, so there is nothing to catch
-            up with, and its people must not depend on the machine's load (the same file gives the same
-            person events on any machine and engine).
+        margin: boxes are reported enlarged by this fraction per side, clipped to the frame. The pipeline
+            passes 0: faces mode reports the face box, as the every-frame path does
+            (``stream.worker.reported_faces``); the classifier's crop adds ``worker.face_margin`` on its own.
+        live: the source drops frames when the worker falls behind (a camera, a stream): only then does the
+            detector interval back off with the load (:meth:`adapt`). A file or folder waits for the worker,
+            so it is never behind: there the interval stays ``detect_every`` and the results do not depend on
+            the machine's load.
     """
 
     def __init__(
@@ -98,10 +98,10 @@ class SourcePeople:
         cfg: PeopleConfig,
         snapshot_dir: str | Path | None = None,
         margin: float = 0.0,
-        adaptive: bool = True,
+        live: bool = True,
     ) -> None:
-        self.adaptive = bool(adaptive)
         self.margin = float(margin)
+        self.live = bool(live)
         self.source_id = source_id
         self.src = redact_text(source_id)
         self.class_names = tuple(class_names)
@@ -177,7 +177,7 @@ class SourcePeople:
 
     def adapt(self, cost_per_frame_s: float) -> None:
         """Back off (or return to) the detector interval from the worker's cost per frame (live sources only)."""
-        if not self.adaptive:
+        if not self.live:
             return
         self.detect_every = adapt_detect_every(
             self.detect_every, cost_per_frame_s, self._period, self.cfg.detect_every, self.cfg.detect_every_max
@@ -354,8 +354,7 @@ class PeopleStage:
         cfg: the ``people`` config section.
         snapshot_dir: directory for decided people's best crops (None: off).
         margin: see :class:`SourcePeople`.
-        live: source id -> live source; only live sources adapt their detector interval to the load
-            (see :class:`SourcePeople`). A source not named here adapts.
+        live: source id -> live (see :class:`SourcePeople`); a source not in it counts as live.
     """
 
     def __init__(
@@ -380,7 +379,7 @@ class PeopleStage:
             if sp is None:
                 sp = self._sources[source_id] = SourcePeople(
                     source_id, self.class_names, self.cfg, self.snapshot_dir, self.margin,
-                    adaptive=self.live.get(source_id, True),
+                    self.live.get(source_id, True),
                 )
             return sp
 

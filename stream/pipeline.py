@@ -334,8 +334,8 @@ def people_stage(cfg: Config, class_names: Sequence[str], live: Mapping[str, boo
         return None
     from stream.people import PeopleStage
 
-    margin = cfg.worker.face_margin if cfg.worker.mode == "faces" else 0.0
-    return PeopleStage(class_names, cfg.people, cfg.sinks.snapshots, margin, live)
+    # boxes are reported as the face box, as stream.worker.reported_faces does without tracking
+    return PeopleStage(class_names, cfg.people, cfg.sinks.snapshots, 0.0, live)
 
 
 def build_sinks(

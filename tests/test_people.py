@@ -181,6 +181,16 @@ def test_file_sources_never_adapt_the_detector_interval_to_the_load():
         for _ in range(10):
             sp.adapt(0.080)
     assert stage.source("file").detect_every == 2 and stage.source("cam").detect_every == 6
+def test_files_never_back_off_the_detector_interval():
+    """A file waits for the worker, so it is never behind: its detector interval must not depend on the load."""
+    stage = PeopleStage(CLASSES, PeopleConfig(detect_every=2, detect_every_max=6), live={"cam": False})
+    sp = stage.source("cam")
+    for i in range(3):
+        sp.track(frame(i, fps=25.0), None)
+    for _ in range(10):
+        sp.adapt(0.080)
+    assert sp.detect_every == 2 and sp.interval() == 2
+    assert stage.source("other").live  # a source the stage was not told about counts as live
 
 
 # ---------------------------------------------------------------- config

@@ -91,6 +91,13 @@ def test_file_every_frame_exactly_once(tmp_path, ckpt, backend, mode):
         assert sum(o["type"] == "detection" for o in objs) == 2 * 22
         ends = sorted((o["event"], o["person_id"]) for o in objs if o["type"] == "person" and o["event"] != "decided")
         assert [e for e in ends if e[0] != "changed"] == [("appeared", 1), ("appeared", 2), ("left", 1), ("left", 2)]
+        # tracked faces report the detector's face box, as the every-frame path does (not the classifier's crop)
+        faces = np.array([[9.6, 7.2, 38.4, 36.0], [48.0, 14.4, 86.4, 57.6]])  # FakeDetector's boxes at 96x72
+        found = [o for o in objs if o["type"] == "detection" and o["map_score"] is not None]  # detector ran
+        for o in found:  # (between runs the boxes are predicted, and the moving square looks like a camera pan)
+            assert np.abs(faces - np.array(o["box"])).max(1).min() <= 0.06, o  # the crop would be 4.3 px off
+        assert len(found) >= 2 * 4  # the detector ran on frames 1, 6, 11, 16, 21
+        assert pipe.people.live == {str(clip): False}  # a file: the detector interval never backs off
     assert no_extra_threads(before) == []
     assert summary.stopped_by == "end of input"
 

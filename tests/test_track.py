@@ -95,6 +95,49 @@ def test_face_lost_for_a_few_frames_is_found_again_with_its_id():
     assert tr.next_id == 2  # no second person was made
 
 
+def test_face_hidden_by_a_sweeping_board_is_found_again_where_it_was_last_seen():
+    """A board slides over a still face from the right: the detector first sees a shrinking left part of it
+    (the filter learns a leftward drift and a shrinking size), then nothing for 15 frames, then the whole face
+    where it always was. The lost track keeps its size and is found again at its last observed box."""
+    tr = FaceTracker()
+    frames: list = [[box(200, 100, 40)] for _ in range(10)]
+    frames += [[[180, 80, 180 + w, 120, 0.9]] for w in (32, 24, 16)]  # x1 stays, the right side is hidden
+    frames += [[] for _ in range(15)]
+    frames += [[box(200, 100, 40)] for _ in range(5)]
+    ids, steps = run(tr, frames)
+    assert ids[9] == {0: 1}
+    assert all(m == {0: 1} for m in ids[-5:])
+    assert tr.next_id == 2  # the returning face made no second person
+    lost = [t for t in tr.tracks if t.public_id == 1]
+    assert len(lost) == 1
+
+
+def test_lost_track_keeps_its_size():
+    """Without a detection a lost track's box keeps the size it had (its size velocity is not extrapolated,
+    as ByteTrack keeps a lost track's height): a shrinking partial view must not shrink it to nothing."""
+    tr = FaceTracker(TrackerParams(max_lost_frames=50))
+    frames: list = [[box(200, 100, 40)] for _ in range(6)] + [[[180, 80, 180 + w, 120, 0.9]] for w in (30, 20)]
+    frames += [[] for _ in range(30)]
+    run(tr, frames)
+    (t,) = tr.tracks
+    w, h = t.box[2] - t.box[0], t.box[3] - t.box[1]
+    assert w > 10 and h > 30
+
+
+def test_a_track_in_view_keeps_its_face_against_a_lost_track_with_a_wide_gate():
+    """Matching cascade: a face that a track in view explains is never given to a track lost long ago whose
+    grown gate also reaches it, even when the lost track's box fits it better."""
+    tr = FaceTracker(TrackerParams(max_lost_frames=60, gate=1.5))
+    # A: in view, moving right 4 px/frame; B: seen at x=300 for 6 frames, then lost for 25 frames
+    frames: list = [[box(100 + 4 * i, 100, 40), box(300, 100, 40)] for i in range(6)]
+    frames += [[box(100 + 4 * i, 100, 40)] for i in range(6, 31)]
+    # A's next detection sits 1.2 face sizes ahead of A's prediction (a detector jitter) and at B's old place
+    frames += [[box(100 + 4 * 31 + 48, 100, 40)]]
+    ids, _ = run(tr, frames)
+    a = ids[5][0]
+    assert ids[-1] == {0: a}
+
+
 def test_track_ends_after_max_lost_frames_and_a_returning_face_is_new():
     tr = FaceTracker(TrackerParams(max_lost_frames=3))
     frames: list = [[box(100, 100, 30)] for _ in range(4)] + [[] for _ in range(4)] + [[box(100, 100, 30)]] * 3
@@ -154,6 +197,18 @@ def test_weak_detections_keep_a_track_but_never_start_one():
     ids, steps = run(tr, frames)
     assert all(m == {0: 1} for m in ids[3:6])
     assert tr.next_id == 2
+
+
+def test_a_lost_track_comes_back_only_on_a_confident_detection():
+    """As in ByteTrack, weak boxes only keep a track in view going: a lost track is not revived by them (weak
+    boxes are mostly not faces, and a lost track's grown gate would keep it alive on them forever)."""
+    tr = FaceTracker(TrackerParams(max_lost_frames=50))
+    frames: list = [[box(100, 100, 30, 0.9)] for _ in range(3)] + [[] for _ in range(5)]
+    frames += [[box(130, 100, 30, 0.3)] for _ in range(3)]  # weak, within the grown gate
+    frames += [[box(130, 100, 30, 0.9)]]  # confident: the lost face is found again
+    ids, _ = run(tr, frames)
+    assert all(m == {} for m in ids[8:11])
+    assert ids[11] == {0: 1}
 
 
 def test_finish_ends_every_confirmed_track():

@@ -191,3 +191,33 @@ def test_read_events_schema(tmp_path):
     p.write_text('{"type": "detection", "source": "s"}\n')
     with pytest.raises(ValueError, match="e.jsonl line 1"):
         read_events(p)
+
+
+# ---------------------------------------------------------------- the loss breakdown
+
+
+def test_breakdown_names_each_loss():
+    """Hand-made clip, 30 frames at 25 fps: person 1 is split into ids 1 and 2 (frames 1-15 / 16-30); person 2 is
+    found with a poor box on frames 1-10 (IoU 1/3 < 0.5) and well after; person 3 is never found; id 9 is a box
+    on no face on frames 1-3; id 5 matches person 2 and is wrongly decided."""
+    from tools.trackbench.breakdown import breakdown_clip
+
+    C = (300.0, 10.0, 340.0, 50.0)
+    poor = (B[0] + 20, B[1], B[2] + 20, B[3])  # half the width overlaps: IoU 20*40 / (2*1600 - 800) = 1/3
+    gt = gt_of({1: A, 2: B, 3: C}, 30, labels={1: [W] * 30, 2: [U] * 30, 3: [W] * 30})
+    items = [(f, A, W, 1 if f <= 15 else 2, W) for f in range(1, 31)]
+    items += [(f, poor if f <= 10 else B, U, 5, W) for f in range(1, 31)]
+    items += [(f, (600.0, 300.0, 640.0, 340.0), W, 9, "undecided") for f in range(1, 4)]
+    b = breakdown_clip(gt, pred_of(items))
+    c = b.counts
+    assert c["gt_boxes"] == 90 and c["matched"] == 30 + 20
+    assert c["missed_loc"] == 10 and c["missed_nobox"] == 30  # person 2's poor boxes; person 3
+    assert c["false_loc"] == 10 and c["false_bg"] == 3
+    assert c["gt_people"] == 3 and c["pred_people"] == 4  # ids 1, 2, 5, 9
+    assert c["split_extra"] == 1 and c["false_ids"] == 1 and c["unseen_people"] == 1 and c["merged"] == 0
+    assert c["short_ids"] == 1  # id 9: 3 frames
+    # count: pred - true = false_ids + split_extra - unseen_people - merged
+    assert c["pred_people"] - c["gt_people"] == c["false_ids"] + c["split_extra"] - c["unseen_people"] - c["merged"]
+    outcome = {s["gt_id"]: s["outcome"] for s in b.segments}
+    assert outcome == {1: "correct", 2: "wrong", 3: "missed"}
+    assert next(s for s in b.segments if s["gt_id"] == 1)["pred_ids"] == [1, 2]

@@ -109,7 +109,7 @@ def run_crowd(counts: list[int], frames: int, backends: list[str], size=(1280, 7
                 backend = create_backend(cfg.worker)
                 on = cfg.people.enabled
                 det = create_detector(None, {"score_threshold": cfg.people.tracker.low_score} if on else None)
-                stage = PeopleStage(backend.meta.class_names, cfg.people, None, cfg.worker.face_margin) if on else None
+                stage = PeopleStage(backend.meta.class_names, cfg.people, None) if on else None
                 proc = Processor(backend, cfg.worker, det, stage)
                 src = open_source(str(clip), source_id="file", options=SourceOptions(file_queue=16))
                 sinks = [EventsSink(tmp / "ev.jsonl"), VideoSink(tmp / "out.mp4", ["file"], {"file": 25.0})]

@@ -32,6 +32,8 @@ import sys
 import time
 from pathlib import Path
 
+from tools.trackbench.breakdown import Breakdown, breakdown_clip
+from tools.trackbench.breakdown import table as breakdown_table
 from tools.trackbench.events import read_events
 from tools.trackbench.linker import link_by_iou
 from tools.trackbench.mot import read_gt
@@ -94,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
                          "box); 0.15 for events written when it reported the crop (worker.face_margin)")
     ap.add_argument("--iou", type=float, default=0.5, help="IoU for a match")
     ap.add_argument("--json", default=None, help="write per-clip and pooled results here")
+    ap.add_argument("--breakdown", action="store_true",
+                    help="also say where the tracked row loses: missed and false boxes, split and false people, "
+                         "wrong and undecided decisions (tools/trackbench/breakdown.py)")
     args = ap.parse_args(argv)
     bench = Path(args.bench)
     clips = sorted(p.parent for p in bench.glob("*/seqinfo.ini"))
@@ -106,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     opts = ScoreOptions(iou=args.iou)
     extra = shlex.split(args.run_args)
     per: dict[str, list] = {"tracked": [], "baseline": []}
+    losses: list[Breakdown] = []
     t0 = time.monotonic()
     for k, clip in enumerate(clips, 1):
         events = ev_dir / f"{clip.name}.jsonl"
@@ -121,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         pred = read_events(events, margin=args.pred_margin)
         if pred.tracked:
             per["tracked"].append(score_clip(gt, pred, opts))
+            if args.breakdown:
+                losses.append(breakdown_clip(gt, pred, opts))
         per["baseline"].append(score_clip(gt, link_by_iou(pred), opts))
         print(f"[{k}/{len(clips)}] {clip.name}: scored ({time.monotonic() - t0:.0f} s)", flush=True)
     names = {"tracked": "tracked (maskstream person_id)", "baseline": "baseline: per-frame detections linked by IoU"}
@@ -144,6 +152,17 @@ def main(argv: list[str] | None = None) -> int:
                   for k, (op, v) in TARGETS.items()]
         checks.append("person>frame " + ("ok" if s["person_accuracy"] > s["frame_accuracy"] else "NOT met"))
         print(f"  {name}: " + ", ".join(checks))
+    if losses:
+        total = Breakdown("all")
+        for b in losses:
+            total.add(b)
+        print("\nwhere the tracked row loses (tools/trackbench/breakdown.py):")
+        print(breakdown_table(losses + [total]))
+        for seg in total.segments:
+            if seg["outcome"] != "correct":
+                print(f"  {seg}")
+        result["breakdown"] = {"counts": total.counts, "clips": {b.name: b.counts for b in losses},
+                               "segments": total.segments}
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=1, default=float) + "\n", encoding="utf-8")

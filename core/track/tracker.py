@@ -19,7 +19,19 @@ tracks. Two things differ, both for faces:
 Tracks start *tentative*; ``min_hits`` matched detections confirm them and only then do they get a
 public id (1, 2, 3... in order of confirmation, never reused), so a one-frame false detection never
 becomes a person. A confirmed track that is not found is *lost*: it is kept (and predicted) for
-``max_lost_frames`` frames and takes its id back when found again; after that it *ends*.
+``max_lost_frames`` frames and takes its id back when found again; after that it *ends*. Three rules keep
+a lost face's id through an occlusion (a board sliding over a face first shows a shrinking part of it, which
+gives the filter a false drift and a shrinking size):
+
+* a lost track keeps its size (its size velocity is zeroed, as ByteTrack zeroes a lost track's height
+  velocity);
+* a lost track may also match at its last observed box, moved with the camera (OC-SORT's
+  observation-centric recovery), not only at its drifting prediction;
+* tracks found at the last detector run choose first, lost ones take what is left (DeepSORT's matching
+  cascade), so a lost track's wide gate never takes a face that a track in view explains.
+
+A face found on a frame is reported at the detector's box (what faces mode reports without tracking);
+between detector runs and for carried faces the box is the prediction.
 """
 
 from __future__ import annotations
@@ -112,12 +124,13 @@ def _to_cxcywh(b: np.ndarray) -> np.ndarray:
 
 
 class _Track:
-    __slots__ = ("mean", "cov", "score", "hits", "public_id", "last_match", "visible", "vel_noise")
+    __slots__ = ("mean", "cov", "score", "hits", "public_id", "last_match", "visible", "vel_noise", "anchor")
 
     def __init__(self, box: np.ndarray, score: float, frame: int, vel_noise: float) -> None:
         z = _to_cxcywh(box)
         w, h = z[2], z[3]
         self.vel_noise = vel_noise
+        self.anchor = z.copy()  # the last observed (cx, cy, w, h), moved only with the camera
         self.mean = np.concatenate([z, np.zeros(4)])
         # the velocity of a new face is unknown up to about its size per frame: the 2nd detection sets it
         std = np.array([2 * _POS * w, 2 * _POS * h, 2 * _POS * w, 2 * _POS * h, w, h, 0.1 * w, 0.1 * h])
@@ -129,6 +142,8 @@ class _Track:
         self.visible = True  # matched at the last detector run (confirmed tracks in view are output)
 
     def predict(self) -> None:
+        if not self.visible:  # lost: keep its size (as ByteTrack keeps a lost track's height)
+            self.mean[6:8] = 0.0
         w, h = max(self.mean[2], 1e-3), max(self.mean[3], 1e-3)
         vn = self.vel_noise
         q = np.array([_POS * w, _POS * h, _POS * w, _POS * h, vn * w, vn * h, vn * w, vn * h]) ** 2
@@ -148,10 +163,23 @@ class _Track:
         self.hits += 1
         self.last_match = frame
         self.visible = True
+        self.anchor = z.copy()
+
+    def shift(self, dx: float, dy: float) -> None:
+        """Move the prediction and the last observation with the camera."""
+        self.mean[0] += dx
+        self.mean[1] += dy
+        self.anchor[0] += dx
+        self.anchor[1] += dy
 
     @property
     def box(self) -> np.ndarray:
         cx, cy, w, h = self.mean[:4]
+        return np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], np.float32)
+
+    @property
+    def anchor_box(self) -> np.ndarray:
+        cx, cy, w, h = self.anchor
         return np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], np.float32)
 
 
@@ -245,6 +273,21 @@ class FaceTracker:
             out.append(base * min(3.0, 1.0 + p.gate_growth * max(0, self.frame - t.last_match - 1)))
         return np.array(out)
 
+    def _cost(self, tracks: list[_Track], dets: np.ndarray, gate_scale: float) -> np.ndarray:
+        """Association cost of ``tracks`` to ``dets`` (n, 4). A lost track (not found at the last detector
+        run) may also match at its last observed box moved with the camera (OC-SORT's observation-centric
+        recovery): a partly hidden face gives the filter a wrong velocity, so its prediction drifts away
+        while the face itself stays where it was last seen."""
+        gates = self._gates(tracks) * gate_scale
+        cost = association_cost(np.array([t.box for t in tracks]), dets, gates, self.params.max_size_ratio)
+        lost = np.array([not t.visible for t in tracks], bool)
+        if lost.any() and len(dets):
+            anchored = association_cost(
+                np.array([t.anchor_box for t in tracks])[lost], dets, gates[lost], self.params.max_size_ratio
+            )
+            cost[lost] = np.minimum(cost[lost], anchored)
+        return cost
+
     def step(self, detections: np.ndarray | None, shift: tuple[float, float] | None = None) -> TrackStep:
         """Advance one frame.
 
@@ -262,32 +305,39 @@ class FaceTracker:
         for t in self.tracks:
             t.predict()
             if shift is not None:
-                t.mean[0] += shift[0]
-                t.mean[1] += shift[1]
+                t.shift(shift[0], shift[1])
         n_det = 0 if detections is None else len(detections)
         det_of: dict[int, int] = {}  # id(track) -> detection index
         confirmed: list[int] = []
         ended: dict[int, int] = {}
+        d = np.zeros((0, 5), np.float32)
         if detections is not None:
             d = np.asarray(detections, np.float32).reshape(-1, 5) if n_det else np.zeros((0, 5), np.float32)
             finite = np.isfinite(d).all(1) & (d[:, 2] >= d[:, 0]) & (d[:, 3] >= d[:, 1])
             high = np.flatnonzero(finite & (d[:, 4] >= p.high_score))
             low = np.flatnonzero(finite & (d[:, 4] >= p.low_score) & (d[:, 4] < p.high_score))
-            # first match: confident detections against every track (confirmed tracks first in cost ties)
+            # first match: confident detections against the tracks found at the last detector run, then
+            # what is left of them against the lost tracks (a matching cascade by age, as DeepSORT's: a track
+            # lost for a while has a wide gate and must not take a face that a track in view explains)
             pool = list(self.tracks)
-            cost = association_cost(np.array([t.box for t in pool]), d[high, :4], self._gates(pool), p.max_size_ratio)
             matched_t: set[int] = set()
             matched_d: set[int] = set()
-            for r, k in _assign(cost):
-                det_of[id(pool[r])] = int(high[k])
-                matched_t.add(r)
-                matched_d.add(int(high[k]))
-            # second match: leftover confirmed tracks against weak detections (stricter gate)
-            rest = [t for i, t in enumerate(pool) if i not in matched_t and t.public_id >= 0]
+            for level in (True, False):
+                rows = [i for i, t in enumerate(pool) if t.visible == level]
+                cols = np.array([k for k in high if int(k) not in matched_d], np.int64)
+                if not rows or not len(cols):
+                    continue
+                cost = self._cost([pool[i] for i in rows], d[cols, :4], 1.0)
+                for r, k in _assign(cost):
+                    det_of[id(pool[rows[r]])] = int(cols[k])
+                    matched_t.add(rows[r])
+                    matched_d.add(int(cols[k]))
+            # second match: leftover confirmed tracks that were in view at the last detector run against weak
+            # detections (stricter gate); as in ByteTrack a lost track comes back only on a confident detection:
+            # weak boxes are mostly not faces, and a lost track's grown gate would keep it alive on them
+            rest = [t for i, t in enumerate(pool) if i not in matched_t and t.public_id >= 0 and t.visible]
             if rest and len(low):
-                cost2 = association_cost(
-                    np.array([t.box for t in rest]), d[low, :4], self._gates(rest) * 0.7, p.max_size_ratio
-                )
+                cost2 = self._cost(rest, d[low, :4], 0.7)
                 for r, k in _assign(cost2):
                     det_of[id(rest[r])] = int(low[k])
             for t in self.tracks:
@@ -321,7 +371,9 @@ class FaceTracker:
         shown = sorted((t for t in self.tracks if t.public_id >= 0 and t.visible), key=lambda t: t.public_id)
         return TrackStep(
             ids=np.array([t.public_id for t in shown], np.int64),
-            boxes=np.array([t.box for t in shown], np.float32).reshape(-1, 4),
+            # a face found on this frame is reported at the detector's box (as without tracking), else predicted
+            boxes=np.array([d[det_of[id(t)], :4] if id(t) in det_of else t.box for t in shown], np.float32)
+            .reshape(-1, 4),
             scores=np.array([t.score for t in shown], np.float32),
             det_index=np.array([det_of.get(id(t), -1) for t in shown], np.int64),
             confirmed=tuple(confirmed),

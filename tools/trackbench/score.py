@@ -100,8 +100,14 @@ def _side(b: np.ndarray) -> np.ndarray:
     return np.minimum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1])
 
 
-def score_clip(gt: GroundTruth, pred: Predictions, opts: ScoreOptions = ScoreOptions()) -> ClipScore:
-    """Score one clip (predictions must carry person ids; link untracked ones first)."""
+def clip_matches(gt: GroundTruth, pred: Predictions, opts: ScoreOptions = ScoreOptions()) -> tuple:
+    """The benchmark's per-frame matching (see the module docstring).
+
+    Returns:
+        (evaluated: (N_gt,) bool, the evaluated GT rows; keep: (N_pred,) bool, predictions not matched to a
+        don't-care face; gt_rows / pr_rows: frame -> the evaluated GT rows / kept prediction rows in it;
+        pairs: frame -> (IoU (n_eval, n_kept) of that frame, [(gt row, pred row)] matched)).
+    """
     evaluated = (gt.conf == 1) & (_side(gt.xyxy) >= opts.min_face_px) & (gt.visibility >= opts.min_visibility)
     keep = np.ones(len(pred.frame), bool)
     gt_rows, pr_rows, pairs = {}, {}, {}
@@ -116,6 +122,12 @@ def score_clip(gt: GroundTruth, pred: Predictions, opts: ScoreOptions = ScoreOpt
         gt_rows[f], pr_rows[f] = ge, pk
         sim = iou_matrix(gt.xyxy[ge], pred.xyxy[pk])
         pairs[f] = (sim, [(int(ge[i]), int(pk[j])) for i, j in match(sim, opts.iou)])
+    return evaluated, keep, gt_rows, pr_rows, pairs
+
+
+def score_clip(gt: GroundTruth, pred: Predictions, opts: ScoreOptions = ScoreOptions()) -> ClipScore:
+    """Score one clip (predictions must carry person ids; link untracked ones first)."""
+    evaluated, keep, gt_rows, pr_rows, pairs = clip_matches(gt, pred, opts)
     out = ClipScore(gt.name, person_events=dict(pred.person_events))
     out.tracking = _trackeval(gt, pred, gt_rows, pr_rows, pairs, opts.iou)
     matched_pred = {gi: pj for f in pairs for gi, pj in pairs[f][1]}  # gt row -> pred row
