@@ -24,7 +24,7 @@ DETECTORS: dict[str, tuple[str, str]] = {
     "yuface": ("core.detect.yuface", "YuFaceDetector"),
     "mtcnn": ("core.detect.mtcnn", "MTCNNDetector"),
 }
-DEFAULT = "retinaface"
+DEFAULT = "retinaface-mask"  # fine-tuned on facemask_voc train (core/assets/RETINAFACE_MASK.md); stock: "retinaface"
 
 
 def detector_class(name: str) -> type[FaceDetector]:

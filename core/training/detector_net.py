@@ -18,6 +18,10 @@ import torch
 from onnx import numpy_helper
 from torch import nn
 
+# Everything the stride-32 outputs (the 256 / 512 px anchors) depend on: frozen, they stay exactly the stock
+# model's, so large faces are found as before and the small-face training cannot disturb them.
+STRIDE32_PARTS = ("fx/", "fpn/output3/", "ssh3/", "class_head/class_head/2/", "bbox_head/bbox_head/2/")
+
 
 def untie_identity_weights(model: onnx.ModelProto) -> onnx.ModelProto:
     """A copy of ``model`` where every ``Identity`` node fed by an initializer is replaced by its own
@@ -67,6 +71,14 @@ class TrainableRetinaFace(nn.Module):
         for name, p in self.net.named_parameters():
             if name.startswith("landmark_head"):
                 p.requires_grad_(False)
+
+    def freeze(self, prefixes: tuple[str, ...]) -> int:
+        """Stop training every parameter whose name starts with one of ``prefixes`` (e.g. ``fx/`` = the
+        MobileNet backbone, :data:`STRIDE32_PARTS`); returns how many parameters still train."""
+        for name, p in self.net.named_parameters():
+            if name.startswith(prefixes):
+                p.requires_grad_(False)
+        return sum(p.numel() for p in self.net.parameters() if p.requires_grad)
 
     def conv_module(self, node: onnx.NodeProto) -> nn.Conv2d:
         """The torch convolution built from the ONNX Conv ``node``."""
