@@ -178,3 +178,10 @@ def test_mask_detector_runs_without_the_wheel(monkeypatch):
 def test_bad_weights_value_names_the_option(value):
     with pytest.raises(ValueError, match=r"weights must be 'stock' or 'mask' or the path.*" + repr(value)[1:-1]):
         create_detector("retinaface", weights=value)
+
+
+def test_train_tool_user_errors_exit_2(tmp_path, capsys):
+    from tools.train_detector import main
+
+    assert main(["--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")]) == 2
+    assert "annotations.json not found" in capsys.readouterr().err
