@@ -325,13 +325,24 @@ def detector_options(cfg: Config) -> dict:
     return opts
 
 
-def people_stage(cfg: Config, class_names: Sequence[str], live: Mapping[str, bool]) -> Any:
+def people_stage(cfg: Config, class_names: Sequence[str], live: Mapping[str, bool],
+                 stills: Mapping[str, bool] | None = None) -> Any:
     """The ``stream.people.PeopleStage`` for ``cfg`` (None when ``people.enabled`` is off).
 
     ``live``: source id -> live source (only live sources adapt the detector interval to the load).
+    ``stills``: source id -> a folder of unrelated photos. When every source is one, there is nobody to
+    follow from one photo to the next: no people stage (each photo is judged by itself, the detector runs
+    on every photo).
     """
     if not cfg.people.enabled:
         return None
+    stills = dict(stills or {})
+    if stills and all(stills.values()):
+        log.info("image folders: every photo is judged by itself (people tracking is for videos and cameras)")
+        return None
+    if any(stills.values()):
+        log.warning("people tracking treats the image folders among these sources as videos (the detector "
+                    "runs every %d photos); run folders of unrelated photos on their own", cfg.people.detect_every)
     from stream.people import PeopleStage
 
     # boxes are reported as the face box, as stream.worker.reported_faces does without tracking
@@ -392,7 +403,8 @@ def build_pipeline(
     specs = list(specs or [])
     backend = backend if backend is not None else create_backend(cfg.worker)
     live = {s.source_id: bool(getattr(s, "live", False)) for s in sources}
-    people = people_stage(cfg, backend.meta.class_names, live)
+    stills = {s.source_id: bool(getattr(s, "stills", False)) for s in sources}
+    people = people_stage(cfg, backend.meta.class_names, live, stills)
     if cfg.worker.mode == "faces" and detector is None:
         detector = create_detector(cfg.worker.detector, detector_options(cfg))
     processor = Processor(backend, cfg.worker, detector, people)

@@ -272,3 +272,45 @@ def test_headless_display_is_off_and_harmless(monkeypatch):
             assert d.active is False and d.show("cam", np.zeros((4, 4, 3), np.uint8)) is None and d.poll() is None
     with Display(enabled=False) as d:
         assert d.active is False
+
+
+class CountingDetector(FakeDetector):
+    """FakeDetector that also counts the images it saw."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.images = 0
+
+    def detect(self, images):
+        self.images += len(images)
+        return super().detect(images)
+
+
+@pytest.mark.timeout(90)
+def test_an_image_folder_is_judged_photo_by_photo_with_people_on(tmp_path, ckpt, backend):
+    """A folder of unrelated photos is not a video: with people tracking on (the default) the detector still
+    runs on every photo and every face of every photo is reported, with no person ids or events."""
+    import cv2
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(7):
+        cv2.imwrite(str(folder / f"p{i}.png"), np.random.default_rng(i).integers(0, 256, (60, 80, 3), np.uint8))
+    ev = tmp_path / "ev.jsonl"
+    cfg = from_dict({
+        "sources": {"specs": [str(folder)]},
+        "worker": {"batch_size": 4, "batch_timeout_ms": 5, "mode": "faces", "checkpoint": str(ckpt)},
+        "sinks": {"display": False, "events": str(ev)},
+        "run": {"progress": False},
+    })
+    assert cfg.people.enabled
+    det = CountingDetector()
+    pipe = build_pipeline(cfg, backend=backend, detector=det)
+    summary = pipe.run()
+    assert summary.frames_out == 7 and pipe.people is None
+    assert det.images == 7  # tracking would have detected on photos 0, 1 and 6 only
+    objs = [json.loads(line) for line in ev.read_text().splitlines()]
+    dets = [o for o in objs if o["type"] == "detection"]
+    assert len(dets) == 2 * 7 and all(o.get("person_id") is None for o in dets)
+    assert not [o for o in objs if o["type"] == "person"]
+    assert sorted(o["name"] for o in objs if o["type"] == "frame") == [f"p{i}.png" for i in range(7)]

@@ -162,7 +162,8 @@ class CameraActor:
         detector = None
         if cfg.worker.mode == "faces":
             detector = create_detector(cfg.worker.detector, detector_options(cfg))
-        people = people_stage(cfg, info.class_names, {s.source_id: bool(s.live) for s in self.sources})
+        people = people_stage(cfg, info.class_names, {s.source_id: bool(s.live) for s in self.sources},
+                              {s.source_id: bool(getattr(s, "stills", False)) for s in self.sources})
         mine = {s.source_id for s in self.sources}
         for sid, st in states.items():
             if people is not None and st is not None and sid in mine:

@@ -89,4 +89,4 @@ def open_source(
     images = list_images(str(parsed.target))
     factory = lambda: FolderReader(images, f"image folder {parsed.safe_name}", fps=opts.fps)  # noqa: E731
     return CaptureSource(factory, source_id=sid, description=f"image folder {parsed.safe_name}",
-                         live=False, reconnect=False, open_in_start=True, options=opts)
+                         live=False, reconnect=False, open_in_start=True, options=opts, stills=True)

@@ -66,6 +66,8 @@ class CaptureSource:
         open_in_start: open the first reader in ``start()`` itself, so a missing file or webcam
             raises ``UserError`` there (False: the thread connects, reporting through events).
         options: buffering, pacing and reconnect options.
+        stills: the frames are unrelated still images (an image folder), not a sequence: people
+            tracking leaves them alone and each photo is judged by itself.
     """
 
     def __init__(
@@ -78,8 +80,10 @@ class CaptureSource:
         reconnect: bool,
         open_in_start: bool,
         options: SourceOptions | None = None,
+        stills: bool = False,
     ) -> None:
         self.options = options or SourceOptions()
+        self.stills = bool(stills)
         self.source_id = redact_text(source_id)
         self.description = redact_text(description)
         self.live = live
