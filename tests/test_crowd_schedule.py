@@ -176,7 +176,13 @@ def test_a_seeded_track_is_held_through_cheap_misses_and_followed_by_weak_matche
     assert len(tr.step(small).ids) == 0  # the cheap pass alone: no person
     tr = FaceTracker(TrackerParams())
     s0 = tr.step(small, seeded=np.array([True]), hold_frames=10)
-    assert s0.ids.tolist() == [1] and s0.confirmed == (1,)  # a seed starts a confirmed track at once
+    assert s0.ids.tolist() == [] and s0.confirmed == ()  # a weak seed starts a tentative, held track
+    assert tr.step(np.zeros((0, 5), np.float32)).ids.tolist() == []  # the cheap pass misses it: kept (held)
+    tr = FaceTracker(TrackerParams())
+    sure = small.copy()
+    sure[0, 4] = 0.6  # tracker.new_track_score
+    s0 = tr.step(sure, seeded=np.array([True]), hold_frames=10)
+    assert s0.ids.tolist() == [1] and s0.confirmed == (1,)  # a confident seed starts a confirmed track at once
     for _ in range(3):  # the cheap detector runs and misses it, or does not run: the track is held
         assert tr.step(none).ids.tolist() == [1]
         assert tr.step(None).ids.tolist() == [1]
@@ -193,7 +199,7 @@ def test_a_seeded_track_is_held_through_cheap_misses_and_followed_by_weak_matche
 
 def test_a_full_cost_pass_that_looks_and_misses_ends_the_hold_only_where_it_looked():
     tr = FaceTracker(TrackerParams())
-    two = np.array([[20, 20, 30, 30, 0.4], [150, 20, 160, 30, 0.4]], np.float32)
+    two = np.array([[20, 20, 30, 30, 0.7], [150, 20, 160, 30, 0.7]], np.float32)
     assert tr.step(two, seeded=np.array([True, True]), hold_frames=50).ids.tolist() == [1, 2]
     none = np.zeros((0, 5), np.float32)
     # the right tile is looked at and shows nothing: face 2 loses its hold, face 1 (left tile) keeps it
@@ -205,6 +211,19 @@ def test_a_full_cost_pass_that_looks_and_misses_ends_the_hold_only_where_it_look
         ended.update({pid: f for pid in step.ended})
         assert step.ids.tolist() == ([1] if f <= 50 else [])  # face 1: held until frame 50
     assert ended == {2: 31, 1: 81}  # face 1's lost count starts when its hold ends
+
+
+def test_a_weak_seed_becomes_a_person_when_the_next_pass_finds_it_and_dies_when_it_does_not():
+    tr = FaceTracker(TrackerParams())
+    a = np.array([[20, 20, 30, 30, 0.35]], np.float32)  # a real small face, found by both passes
+    b = np.array([[150, 20, 160, 30, 0.35]], np.float32)  # a one-off false detection
+    none = np.zeros((0, 5), np.float32)
+    assert tr.step(np.concatenate([a, b]), seeded=np.array([True, True]), hold_frames=30).ids.tolist() == []
+    for _ in range(9):  # the cheap detector sees neither; both stay tentative (held), not shown
+        assert tr.step(none).ids.tolist() == []
+    step = tr.step(a, seeded=np.array([True]), hold_frames=30)  # the next pass: a again, b not
+    assert step.ids.tolist() == [1] and step.confirmed == (1,)
+    assert len(tr.tracks) == 1  # the tentative track of b died where the pass looked and missed
 
 
 # ---------------------------------------------------------------- in the worker
@@ -245,9 +264,10 @@ def test_a_small_face_found_by_the_full_cost_pass_is_tracked_between_passes(back
         boxes = r.detections.xyxy
         hit = [k for k, b in enumerate(boxes) if abs(b[0] - 180) < 2 and abs(b[1] - 50) < 2]
         small_ids.append(int(r.detections.tracker_id[hit[0]]) if hit else None)
-    # seeded on frame 0 (the whole pass), then held by the tracker on every frame (the right tile looks again
-    # on frame 20), one person
-    assert len(set(small_ids)) == 1 and None not in small_ids
+    # a weak seed (0.4) on frame 0 (the whole pass): tentative and held; the right tile finds it again on frame
+    # 20: a person from then on, held by the tracker on every frame after, one id
+    assert small_ids[:20] == [None] * 20
+    assert len(set(small_ids[20:])) == 1 and None not in small_ids[20:]
     # without the full-cost tier the small face is never seen
     plain = Processor(backend, WorkerConfig(mode="faces", face_margin=0.0), BlobDetector(min_size=12),
                       PeopleStage(CLASSES, cfg))

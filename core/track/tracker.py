@@ -275,9 +275,10 @@ class FaceTracker:
             shift: the camera's motion since the previous frame, (dx, dy) in frame pixels
                 (``core.track.motion.estimate_shift``): every prediction is moved by it.
             seeded: (n,) bool, True for detections a full-cost pass found (``core.track.crowd_schedule``):
-                they count as confident, one that matches no track starts a confirmed track at once, and
-                a track they match stays in view for ``hold_frames`` frames even when the cheap detector
-                misses it (None: no seeds).
+                they count as confident; one that matches no track starts a track, confirmed at once when
+                it scores ``new_track_score`` or more, else tentative until its next match (the next pass
+                finding it again); and a track they match (or start) is held: it stays alive, and in view,
+                for ``hold_frames`` frames even when the cheap detector misses it (None: no seeds).
             seed_region: (x1, y1, x2, y2), the part of the frame the full-cost pass looked at (None: all
                 of it when ``seeded`` is given): a held track whose predicted centre lies there and that
                 no seed matched loses its hold.
@@ -329,20 +330,20 @@ class FaceTracker:
                     t.update(d[k, :4], float(d[k, 4]), self.frame)
                     if seed[k]:
                         t.held_until = self.frame + hold_frames
-                    if t.public_id < 0 and (t.hits >= p.min_hits or seed[k]):
+                    if t.public_id < 0 and (t.hits >= p.min_hits or (seed[k] and d[k, 4] >= p.new_track_score)):
                         t.public_id = self.next_id
                         self.next_id += 1
                         confirmed.append(t.public_id)
                 else:
                     t.visible = t.public_id >= 0 and self.frame <= t.held_until
-            # tentative tracks die at their first miss; confirmed ones are kept while lost
-            self.tracks = [t for t in self.tracks if t.public_id >= 0 or id(t) in det_of]
+            # tentative tracks die at their first miss (unless held); confirmed ones are kept while lost
+            self.tracks = [t for t in self.tracks if t.public_id >= 0 or id(t) in det_of or t.held_until >= self.frame]
             for k in high:
                 if int(k) not in matched_d and (d[k, 4] >= p.new_track_score or seed[k]):
                     t = _Track(d[k, :4], float(d[k, 4]), self.frame, p.velocity_noise)
                     if seed[k]:
                         t.held_until = self.frame + hold_frames
-                    if p.min_hits <= 1 or seed[k]:
+                    if p.min_hits <= 1 or (seed[k] and d[k, 4] >= p.new_track_score):
                         t.public_id = self.next_id
                         self.next_id += 1
                         confirmed.append(t.public_id)
