@@ -146,7 +146,8 @@ class SourcePeople:
         awaits confirmation or nobody is in view (the detector is then the only way to find anyone)."""
         if self.since_detect + 1 >= self.interval():
             return True
-        tentative = any(t.public_id < 0 for t in self.tracker.tracks)
+        # (a tentative track held for the next full-cost pass waits for that pass, not for this detector)
+        tentative = any(t.public_id < 0 and t.held_until < self.tracker.frame for t in self.tracker.tracks)
         in_view = self._last_step is not None and len(self._last_step.ids) > 0
         return tentative or not in_view
 

@@ -259,6 +259,10 @@ def test_a_small_face_found_by_the_full_cost_pass_is_tracked_between_passes(back
     assert all(isinstance(r, FrameResult) for r in results)
     # pieces: a tile every 10 frames: both on frame 0, then left (10), right (20), left (30)
     assert full.tile_detector.seen == [(120, 138)] * 5
+    # the cheap detector: with every piece and every 5th frame after its last run: 0, 6, 10, 15, 20, 25, 30, 35
+    # (the large face, seeded on frame 0 at 0.9, is a person at once; the small face's held tentative track
+    # waits for the next pass, not for the cheap detector)
+    assert len(cheap.seen) == 8
     small_ids = []
     for i, r in enumerate(results):
         boxes = r.detections.xyxy
