@@ -154,6 +154,11 @@ class WorkerConfig:
         detector_options: keyword options of ``core.detect.create_detector`` (e.g. ``input_size``,
             ``score_threshold``, and the sliced-inference ``tiles``, ``overlap``, ...); checked when the
             detector is built, errors name ``worker.detector_options``.
+        crowd_detector_options: faces mode: a second, full-cost detector for crowds (options over
+            ``detector_options``, e.g. ``tiles``, ``tile_input_size``, ``score_threshold``; empty: none).
+            With people tracking it runs on the ``people.crowd`` schedule and seeds tracks; without
+            tracking, and on image-folder photos, it is the detector of every frame. Errors name
+            ``worker.crowd_detector_options``.
         face_margin: faces mode: enlarge each face box by this fraction per side before cropping.
         max_faces: faces mode: keep at most this many faces per frame (highest score first).
         torch_threads: torch intra-op threads (None: torch's default).
@@ -175,6 +180,7 @@ class WorkerConfig:
     mode: str = "frame"
     detector: str | None = None
     detector_options: dict[str, Any] = field(default_factory=dict)
+    crowd_detector_options: dict[str, Any] = field(default_factory=dict)
     face_margin: float = 0.15
     max_faces: int = 32
     torch_threads: int | None = None

@@ -153,7 +153,8 @@ class SourcePeople:
         awaits confirmation or nobody is in view (the detector is then the only way to find anyone)."""
         if self.since_detect + 1 >= self.interval():
             return True
-        tentative = any(t.public_id < 0 for t in self.tracker.tracks)
+        # (a tentative track held for the next full-cost pass waits for that pass, not for this detector)
+        tentative = any(t.public_id < 0 and t.held_until < self.tracker.frame for t in self.tracker.tracks)
         in_view = self._last_step is not None and len(self._last_step.ids) > 0
         return tentative or not in_view
 
@@ -184,12 +185,16 @@ class SourcePeople:
         )
 
     # ------------------------------------------------------------ track
-    def track(self, frame: Frame, detections: np.ndarray | None) -> tuple[TrackStep, np.ndarray, list[dict]]:
+    def track(
+        self, frame: Frame, detections: np.ndarray | None, **seeding: Any
+    ) -> tuple[TrackStep, np.ndarray, list[dict]]:
         """One tracker step for ``frame``.
 
         Args:
             frame: the frame (frames of one source must come in order).
             detections: (n, 5) x1, y1, x2, y2, score, or None when the detector did not run.
+            **seeding: the full-cost pass's part (``seeded``, ``seed_region``, ``hold_frames``), passed to
+                ``core.track.FaceTracker.step``.
 
         Returns:
             (the step, indices into ``step.ids`` of the faces to classify on this frame, the
@@ -212,7 +217,7 @@ class SourcePeople:
             if self._small is not None and self._small[0].shape == small[0].shape:
                 shift = estimate_shift(self._small[0], small[0], small[1])
             self._small = small
-        step = self.tracker.step(detections, shift)
+        step = self.tracker.step(detections, shift, **seeding)
         self._last_step = step
         events: list[dict] = []
         for pid, last in sorted(step.ended.items()):

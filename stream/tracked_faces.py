@@ -1,8 +1,10 @@
 """Faces mode with people: detect less, track more, classify only the faces that are due.
 
 For each frame of a batch, in order: the face detector runs only when the source's
-:class:`stream.people.SourcePeople` asks for it (every k frames, adaptive), the tracker steps (with the
-detections, or predicting), and the faces due for classification are cropped. All due crops of the batch
+:class:`stream.people.SourcePeople` asks for it (every k frames, adaptive), or when a piece of the
+full-cost crowd pass is due (``proc.crowd``, :class:`stream.crowd_pass.CrowdPass`; its boxes join the cheap
+ones as the tracker's seeds), the tracker steps (with the detections, or predicting), and the faces due
+for classification are cropped. All due crops of the batch
 go through ONE forward (class and map); every other face keeps its last class and map, pasted at its
 current box. Then each person's vote is updated. A batch holding several frames of one source is run in
 :func:`waves` (one frame per source each), so the faces classified on a frame never depend on how frames
@@ -22,6 +24,7 @@ import cv2
 import numpy as np
 
 from core.frame_boxes import crop_rects, paste_maps
+from core.track.crowd_schedule import combine_passes
 from stream.frames import Frame
 from stream.people import PeopleStage, SourcePeople
 from stream.results import Detections, FrameResult
@@ -110,8 +113,11 @@ def process_tracked_faces(
                 on_result(r)
         results += made
     cost = (time.monotonic() - t_start) / max(1, len(frames))
+    crowd = getattr(proc, "crowd", None)
     for sp in touched.values():
         sp.adapt(cost)
+        if crowd is not None and sp.live:  # like the cheap tier: a file never backs off (results free of load)
+            crowd.adapt(sp.source_id, cost)
     return results
 
 
@@ -124,10 +130,19 @@ def _tracked_wave(proc: Any, frames: Sequence[Frame], stage: PeopleStage,
     for f in frames:
         sp: SourcePeople = stage.source(f.source_id)
         dets = None
-        if sp.wants_detection():
+        crowd = getattr(proc, "crowd", None)
+        piece = crowd.run(f, sp.media_time(f), sp.interval()) if crowd is not None else None
+        seeding: dict = {}
+        if piece is not None or sp.wants_detection():
             dets = np.asarray(proc.detector.detect([f.image])[0], np.float32).reshape(-1, 5)
-            dets = dets[np.argsort(-dets[:, 4], kind="stable")[: cfg.max_faces]]
-        step, due, events = sp.track(f, dets)
+            seeded = np.zeros(len(dets), bool)
+            if piece is not None:
+                dets, seeded = combine_passes(dets, piece.seeds)
+            order = np.argsort(-dets[:, 4], kind="stable")[: cfg.max_faces]
+            dets, seeded = dets[order], seeded[order]
+            if piece is not None:
+                seeding = {"seeded": seeded, "seed_region": piece.region, "hold_frames": piece.hold_frames}
+        step, due, events = sp.track(f, dets, **seeding)
         rects = np.zeros((0, 4), np.int64)
         idx = np.zeros(0, np.int64)
         if len(due):

@@ -285,6 +285,8 @@ class Processor:
         self.cfg = cfg
         self.detector = detector
         self.people = people  # stream.people.PeopleStage: track, detect less, vote per person (None: off)
+        self.crowd: Any = None  # stream.crowd_pass.CrowdPass: the full-cost detector on a slow schedule (faces)
+        self.still_detector: Any = None  # faces mode: the detector of image-folder photos (None: ``detector``)
         self.meta = backend.meta
         self.class_names = tuple(self.meta.class_names)
         s = int(self.meta.input_size)
@@ -361,25 +363,32 @@ class Processor:
         items, good = usable_frames(frames)
         if not good:
             return items
-        if self.people is not None:
+        # image-folder photos (frames with a name) are unrelated stills: each is judged alone, never tracked
+        tracked = [f for f in good if f.name is None] if self.people is not None else []
+        stills = [f for f in good if f.name is not None or self.people is None]
+        made_by = {}
+        if tracked:
             from stream.tracked_faces import process_tracked_faces, track_frame_result
 
             if self.cfg.mode == "frame":
-                out = self.explain(self._to_input([f.image for f in good]))
+                out = self.explain(self._to_input([f.image for f in tracked]))
                 made = [track_frame_result(r, self.people)
-                        for r in frame_results(good, out, self.class_names, self.input_size, time.monotonic())]
+                        for r in frame_results(tracked, out, self.class_names, self.input_size, time.monotonic())]
             else:  # the detector when due, the tracker, then only the faces due in ONE batch
-                made = process_tracked_faces(self, good, self.people)
-        elif self.cfg.mode == "frame":  # one class per frame, map blobs as boxes labelled by their class evidence
-            out = self.explain(self._to_input([f.image for f in good]))
-            made = frame_results(good, out, self.class_names, self.input_size, time.monotonic())
-        else:  # the detector, then every face of every frame in ONE batch
-            crops, rects_per, faces_per = face_crops(good, self.detector, self.cfg)
+                made = process_tracked_faces(self, tracked, self.people)
+            made_by.update(zip(map(id, tracked), made))
+        if stills and self.cfg.mode == "frame":  # one class per frame, map blobs as boxes labelled by their evidence
+            out = self.explain(self._to_input([f.image for f in stills]))
+            made_by.update(zip(map(id, stills), frame_results(stills, out, self.class_names, self.input_size,
+                                                              time.monotonic())))
+        elif stills:  # the detector, then every face of every frame in ONE batch
+            detector = self.detector if self.people is None or self.still_detector is None else self.still_detector
+            crops, rects_per, faces_per = face_crops(stills, detector, self.cfg)
             out = (self.explain(self._to_input(crops)) if crops
                    else empty_output(len(self.class_names), self.input_size[0], self.cfg.mode))
-            made = face_results(good, rects_per, faces_per, out, self.class_names, time.monotonic())
-        it = iter(made)
-        return [next(it) if isinstance(x, Frame) else x for x in items]
+            made_by.update(zip(map(id, stills), face_results(stills, rects_per, faces_per, out, self.class_names,
+                                                             time.monotonic())))
+        return [made_by[id(x)] if isinstance(x, Frame) else x for x in items]
 
 
 # ---------------------------------------------------------------- the worker thread

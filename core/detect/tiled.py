@@ -127,3 +127,43 @@ class TiledDetector(FaceDetector):
 
     def __repr__(self) -> str:
         return f"TiledDetector(base={self.base!r}, tiling={self.tiling})"
+
+
+def pass_regions(detector: FaceDetector, frame_hw: tuple[int, int]) -> np.ndarray:
+    """The pieces a full-cost pass can be cut into (one per frame, round-robin: ``core.track.crowd_schedule``).
+
+    Args:
+        detector: a :class:`TiledDetector` (its tiles; its full-frame pass is left out, the cheap
+            detector is the full-frame pass then) or any other detector (one piece: the whole frame).
+        frame_hw: (height, width) of the frames.
+
+    Returns:
+        (P, 4) int64 [x1, y1, x2, y2] (x2, y2 exclusive), P >= 1.
+    """
+    h, w = int(frame_hw[0]), int(frame_hw[1])
+    if isinstance(detector, TiledDetector):
+        return plan_tiles((h, w), detector.tiling.tiles, detector.tiling.overlap)
+    return np.array([[0, 0, w, h]], np.int64)
+
+
+def detect_regions(detector: FaceDetector, image: np.ndarray, regions: np.ndarray) -> np.ndarray:
+    """Faces in some pieces of one frame (:func:`pass_regions`), in frame pixels, merged like the detector's own.
+
+    Args:
+        detector: as in :func:`pass_regions`; a tiled detector's tiles go through its ``tile_detector``.
+        image: (H, W, 3) uint8 BGR frame.
+        regions: (R, 4) pieces [x1, y1, x2, y2] to look at, R >= 1 (one batch).
+
+    Returns:
+        (n, 5) float32 [x1, y1, x2, y2, score], sorted by score.
+    """
+    regions = np.asarray(regions, np.int64).reshape(-1, 4)
+    net = detector.tile_detector if isinstance(detector, TiledDetector) else detector
+    crops = [np.ascontiguousarray(image[y1:y2, x1:x2]) for x1, y1, x2, y2 in regions]
+    parts = [shift_detections(d, (int(r[0]), int(r[1]))) for r, d in zip(regions, net.detect(crops))]
+    d = np.concatenate(parts) if parts else EMPTY.copy()
+    if isinstance(detector, TiledDetector):
+        t, o = detector.tiling, detector.options
+        d = merge_detections(d, t.merge, t.merge_metric, t.merge_threshold)
+        d = filter_detections(d, o.score_threshold, 1.0, o.max_detections, o.min_size)
+    return d[np.argsort(-d[:, 4], kind="stable")] if len(d) else d

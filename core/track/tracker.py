@@ -124,7 +124,8 @@ def _to_cxcywh(b: np.ndarray) -> np.ndarray:
 
 
 class _Track:
-    __slots__ = ("mean", "cov", "score", "hits", "public_id", "last_match", "visible", "vel_noise", "anchor")
+    __slots__ = ("mean", "cov", "score", "hits", "public_id", "last_match", "visible", "vel_noise", "anchor",
+                 "held_until")
 
     def __init__(self, box: np.ndarray, score: float, frame: int, vel_noise: float) -> None:
         z = _to_cxcywh(box)
@@ -140,6 +141,7 @@ class _Track:
         self.public_id = -1
         self.last_match = frame
         self.visible = True  # matched at the last detector run (confirmed tracks in view are output)
+        self.held_until = -1  # a full-cost pass vouched for it: cheap-pass misses do not hide it until then
 
     def predict(self) -> None:
         if not self.visible:  # lost: keep its size (as ByteTrack keeps a lost track's height)
@@ -246,6 +248,18 @@ def _assign(cost: np.ndarray) -> list[tuple[int, int]]:
     return [(int(r), int(k)) for r, k in zip(rows, cols) if np.isfinite(cost[r, k])]
 
 
+def _looked_at(tracks: list[_Track], region: tuple[float, float, float, float] | None, frame: int) -> set[int]:
+    """ids (``id()``) of the tracks held on ``frame`` whose predicted centre lies in ``region`` (None: anywhere)."""
+    out = set()
+    for t in tracks:
+        if t.held_until < frame:
+            continue
+        cx, cy = t.mean[0], t.mean[1]
+        if region is None or (region[0] <= cx < region[2] and region[1] <= cy < region[3]):
+            out.add(id(t))
+    return out
+
+
 # ---------------------------------------------------------------- the tracker
 
 
@@ -288,7 +302,15 @@ class FaceTracker:
             cost[lost] = np.minimum(cost[lost], anchored)
         return cost
 
-    def step(self, detections: np.ndarray | None, shift: tuple[float, float] | None = None) -> TrackStep:
+    def step(
+        self,
+        detections: np.ndarray | None,
+        shift: tuple[float, float] | None = None,
+        *,
+        seeded: np.ndarray | None = None,
+        seed_region: tuple[float, float, float, float] | None = None,
+        hold_frames: int = 0,
+    ) -> TrackStep:
         """Advance one frame.
 
         Args:
@@ -296,6 +318,15 @@ class FaceTracker:
                 and found nothing), or None when the detector did not run on this frame.
             shift: the camera's motion since the previous frame, (dx, dy) in frame pixels
                 (``core.track.motion.estimate_shift``): every prediction is moved by it.
+            seeded: (n,) bool, True for detections a full-cost pass found (``core.track.crowd_schedule``):
+                they count as confident; one that matches no track starts a track, confirmed at once when
+                it scores ``new_track_score`` or more, else tentative until its next match (the next pass
+                finding it again); and a track they match (or start) is held: it stays alive, and in view,
+                for ``hold_frames`` frames even when the cheap detector misses it (None: no seeds).
+            seed_region: (x1, y1, x2, y2), the part of the frame the full-cost pass looked at (None: all
+                of it when ``seeded`` is given): a held track whose predicted centre lies there and that
+                no seed matched loses its hold.
+            hold_frames: see ``seeded``.
 
         Returns:
             :class:`TrackStep` for this frame.
@@ -314,8 +345,10 @@ class FaceTracker:
         if detections is not None:
             d = np.asarray(detections, np.float32).reshape(-1, 5) if n_det else np.zeros((0, 5), np.float32)
             finite = np.isfinite(d).all(1) & (d[:, 2] >= d[:, 0]) & (d[:, 3] >= d[:, 1])
-            high = np.flatnonzero(finite & (d[:, 4] >= p.high_score))
-            low = np.flatnonzero(finite & (d[:, 4] >= p.low_score) & (d[:, 4] < p.high_score))
+            seed = np.zeros(len(d), bool) if seeded is None else np.asarray(seeded, bool).reshape(len(d))
+            high = np.flatnonzero(finite & ((d[:, 4] >= p.high_score) | seed))
+            low = np.flatnonzero(finite & ~seed & (d[:, 4] >= p.low_score) & (d[:, 4] < p.high_score))
+            looked = _looked_at(self.tracks, seed_region, self.frame) if seeded is not None else set()
             # first match: confident detections against the tracks found at the last detector run, then
             # what is left of them against the lost tracks (a matching cascade by age, as DeepSORT's: a track
             # lost for a while has a wide gate and must not take a face that a track in view explains)
@@ -342,20 +375,26 @@ class FaceTracker:
                     det_of[id(rest[r])] = int(low[k])
             for t in self.tracks:
                 k = det_of.get(id(t))
+                if id(t) in looked:
+                    t.held_until = self.frame - 1  # the full-cost pass looked here: only a seed renews the hold
                 if k is not None:
                     t.update(d[k, :4], float(d[k, 4]), self.frame)
-                    if t.public_id < 0 and t.hits >= p.min_hits:
+                    if seed[k]:
+                        t.held_until = self.frame + hold_frames
+                    if t.public_id < 0 and (t.hits >= p.min_hits or (seed[k] and d[k, 4] >= p.new_track_score)):
                         t.public_id = self.next_id
                         self.next_id += 1
                         confirmed.append(t.public_id)
                 else:
-                    t.visible = False
-            # tentative tracks die at their first miss; confirmed ones are kept while lost
-            self.tracks = [t for t in self.tracks if t.public_id >= 0 or id(t) in det_of]
+                    t.visible = t.public_id >= 0 and self.frame <= t.held_until
+            # tentative tracks die at their first miss (unless held); confirmed ones are kept while lost
+            self.tracks = [t for t in self.tracks if t.public_id >= 0 or id(t) in det_of or t.held_until >= self.frame]
             for k in high:
-                if int(k) not in matched_d and d[k, 4] >= p.new_track_score:
+                if int(k) not in matched_d and (d[k, 4] >= p.new_track_score or seed[k]):
                     t = _Track(d[k, :4], float(d[k, 4]), self.frame, p.velocity_noise)
-                    if p.min_hits <= 1:
+                    if seed[k]:
+                        t.held_until = self.frame + hold_frames
+                    if p.min_hits <= 1 or (seed[k] and d[k, 4] >= p.new_track_score):
                         t.public_id = self.next_id
                         self.next_id += 1
                         confirmed.append(t.public_id)
@@ -363,7 +402,8 @@ class FaceTracker:
                     det_of[id(t)] = int(k)
         keep = []
         for t in self.tracks:
-            if t.public_id >= 0 and self.frame - t.last_match > p.max_lost_frames:
+            # a hold delays the count: a track shown (held) on this frame never ends on the next one
+            if t.public_id >= 0 and self.frame - max(t.last_match, t.held_until) > p.max_lost_frames:
                 ended[t.public_id] = t.last_match
             else:
                 keep.append(t)

@@ -152,23 +152,27 @@ class CameraActor:
     ) -> None:
         import torch
 
-        from stream.pipeline import create_detector, detector_options, people_stage
+        from stream.pipeline import face_detectors, people_stage
         from stream.sources import SourceOptions, open_source
 
         torch.set_num_threads(1)
         opts = SourceOptions(**cfg.sources.source_options())
         self.sources = [ResumeAfter(open_source(spec, source_id=sid, options=opts), resume.get(sid))
                         for spec, sid in sources]
-        detector = None
-        if cfg.worker.mode == "faces":
-            detector = create_detector(cfg.worker.detector, detector_options(cfg))
         people = people_stage(cfg, info.class_names, {s.source_id: bool(s.live) for s in self.sources},
                               {s.source_id: bool(getattr(s, "stills", False)) for s in self.sources})
+        detector = full = None
+        if cfg.worker.mode == "faces":  # the same tiers as the local engine (stream.pipeline.face_detectors)
+            detector, _, full = face_detectors(cfg, people)
         mine = {s.source_id for s in self.sources}
         for sid, st in states.items():
             if people is not None and st is not None and sid in mine:
                 people.restore(sid, st)
         self.stage = CameraStage(info, cfg.worker, detector, people)
+        if people is not None and full is not None:  # the crowd preset's full-cost pass on its slow schedule
+            from stream.crowd_pass import CrowdPass
+
+            self.stage.crowd = CrowdPass(full, cfg.people.crowd)
         self.replicas = list(replicas)
         self.infer_timeout_s = infer_timeout_s
         self._rr = 0
