@@ -24,7 +24,7 @@ DETECTORS: dict[str, tuple[str, str]] = {
     "yuface": ("core.detect.yuface", "YuFaceDetector"),
     "mtcnn": ("core.detect.mtcnn", "MTCNNDetector"),
 }
-DEFAULT = "retinaface-mask"  # fine-tuned on facemask_voc train (core/assets/RETINAFACE_MASK.md); stock: "retinaface"
+DEFAULT = "retinaface"  # tracks better on video (tune clips); "retinaface-mask" (fine-tuned) finds more faces in photos
 
 
 def detector_class(name: str) -> type[FaceDetector]:
