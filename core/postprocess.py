@@ -20,9 +20,17 @@ def sanitize(acts: Tensor) -> tuple[Tensor, Tensor]:
     Returns:
         (clean (B, ...), bad (B,) bool): ``clean`` is ``acts`` with bad images zeroed.
     """
-    # One float64 sum per image instead of a mask over every activation: a float64 sum of float32
-    # (or narrower) values cannot overflow, so it is non-finite exactly when a NaN or Inf is in the image.
-    bad = ~torch.isfinite(acts.flatten(1).sum(dim=1, dtype=torch.float64))
+    # One sum per image instead of a mask over every activation. A float64 sum of float32 (or narrower)
+    # values cannot overflow, so it is non-finite exactly when a NaN or Inf is in the image. On the CPU a
+    # float32 sum is 5x cheaper and finite in every normal case; only where it is not (a NaN or Inf, or
+    # values near the float32 limit) is the exact float64 sum taken (a branch: no device to sync there).
+    flat = acts.flatten(1)
+    if acts.device.type == "cpu":
+        bad = ~torch.isfinite(flat.sum(dim=1))
+        if bad.any():
+            bad = ~torch.isfinite(flat.sum(dim=1, dtype=torch.float64))
+    else:
+        bad = ~torch.isfinite(flat.sum(dim=1, dtype=torch.float64))
     if bad.any():
         acts = torch.where(bad.view(-1, *([1] * (acts.dim() - 1))), torch.zeros_like(acts), acts)
     return acts, bad
@@ -40,8 +48,15 @@ def normalize_maps(raw: Tensor, invalid: Tensor | None = None) -> tuple[Tensor, 
         constant, or flagged ``invalid``) are all zero.
     """
     flat = raw.flatten(1).float()
-    finite = torch.isfinite(flat).all(dim=1)
-    flat = torch.where(finite.unsqueeze(1), flat, torch.zeros_like(flat))
+    cpu = flat.device.type == "cpu"
+    if cpu:  # the common case in two cheap ops: a finite float32 sum means every value is finite
+        finite = torch.isfinite(flat.sum(dim=1))
+        if not bool(finite.all()):  # a NaN or Inf somewhere (or a sum past the float32 limit): exactly
+            finite = torch.isfinite(flat).all(dim=1)
+            flat = torch.where(finite.unsqueeze(1), flat, torch.zeros_like(flat))
+    else:  # no data-dependent branch on a device: one pass, no sync
+        finite = torch.isfinite(flat).all(dim=1)
+        flat = torch.where(finite.unsqueeze(1), flat, torch.zeros_like(flat))
     lo = flat.min(dim=1, keepdim=True).values
     hi = flat.max(dim=1, keepdim=True).values
     span = hi - lo
@@ -51,7 +66,8 @@ def normalize_maps(raw: Tensor, invalid: Tensor | None = None) -> tuple[Tensor, 
     if invalid is not None:
         degenerate = degenerate | invalid
     out = (flat - lo) / (span + NORM_EPS)
-    out = torch.where(degenerate.unsqueeze(1), torch.zeros_like(out), out)
+    if not cpu or bool(degenerate.any()):
+        out = torch.where(degenerate.unsqueeze(1), torch.zeros_like(out), out)
     return out.view_as(raw), degenerate
 
 

@@ -199,3 +199,29 @@ def test_host_and_torch_labellers_give_the_same_boxes():
                 assert [b.score for b in bh] == pytest.approx([b.score for b in bd], abs=1e-5)
     with pytest.raises(ValueError, match="labeller"):
         boxes_from_grid(maps, SIZE, labeller="gpu")
+
+
+@pytest.mark.parametrize("shape, size", [((7, 7), (56, 56)), ((14, 14), (112, 112)), ((5, 9), (40, 36)),
+                                         ((7, 7), (7, 7)), ((3, 4), (224, 224))])
+def test_separable_upsampling_equals_bilinear_interpolation(shape, size):
+    """The grid's two matrix products give F.interpolate's bilinear values (half-pixel centres, clamped edges)."""
+    from core.grid_boxes import upsample_separable
+    from core.postprocess import upsample_maps
+
+    maps = torch.rand(6, *shape, generator=torch.Generator().manual_seed(sum(shape)))
+    torch.testing.assert_close(upsample_separable(maps, size), upsample_maps(maps, size), atol=2e-6, rtol=0)
+
+
+def test_normalize_maps_flags_non_finite_maps_and_keeps_huge_finite_ones():
+    from core.postprocess import normalize_maps
+
+    raw = torch.rand(4, 7, 7, generator=torch.Generator().manual_seed(3))
+    raw[1, 2, 2] = float("nan")
+    raw[2, 0, 0] = float("inf")
+    raw[3] = 3.0e38 * raw[3]  # finite, but a float32 sum overflows
+    out, degenerate = normalize_maps(raw)
+    assert degenerate.tolist() == [False, True, True, False]
+    assert (out[1:3] == 0).all()
+    for i in (0, 3):
+        lo, hi = raw[i].min(), raw[i].max()
+        torch.testing.assert_close(out[i], (raw[i] - lo) / (hi - lo + 1e-7))
