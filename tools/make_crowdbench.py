@@ -15,16 +15,13 @@ benchmark's (``tools/trackbench``; ``tools/make_trackbench.py``). Scored by ``to
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
-from core.data.splits import voc_split
-from core.data.voc import VocImage, read_duplicate_groups, read_voc
-from tools.make_trackbench import SPLITS, parse_size, write_clip
+from core.data.voc import VocImage
+from tools.make_trackbench import SPLITS, parse_size, split_photos, write_clips
 from tools.trackbench.scene import CLASSES, ClipSpec, Face, Shot
 
 
@@ -83,31 +80,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", type=parse_size, default=(960, 540), help="frame size WxH")
     args = ap.parse_args(argv)
     root = Path(args.data)
-    try:
-        images = read_voc(root)
-        groups = read_duplicate_groups(root)
-    except Exception as exc:  # noqa: BLE001 - one line naming the folder
-        print(f"make_crowdbench: error: {root}: {exc}", file=sys.stderr)
+    photos = split_photos(root, args.split, "make_crowdbench")
+    if photos is None:
         return 2
-    parts = voc_split(images, groups)
-    photos = [im for side in SPLITS[args.split] for im in parts[side]]
     try:
         specs = build_specs(photos, args.clips, args.seed, args.size, args.min_faces, args.seconds)
     except ValueError as exc:
         print(f"make_crowdbench: error: {exc}", file=sys.stderr)
         return 2
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    entries, t0 = [], time.monotonic()
-    for k, spec in enumerate(specs, 1):
-        e = write_clip(spec, root, out)
-        entries.append(e)
-        print(f"[{k}/{len(specs)}] {spec.name}: {e['frames']} frames, {e['ids']} faces, {e['photos'][0]} "
-              f"({time.monotonic() - t0:.0f} s)", flush=True)
-    manifest = {"data": str(root), "split": args.split, "seed": args.seed, "size": list(args.size),
-                "min_faces": args.min_faces, "clips": entries}
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
-    print(f"wrote {len(entries)} clips to {out} (photos from the {args.split} side of voc_split)")
+    n = write_clips(specs, root, out, lambda spec, e: f"{e['frames']} frames, {e['ids']} faces, {e['photos'][0]}",
+                    {"data": str(root), "split": args.split, "seed": args.seed, "size": list(args.size),
+                     "min_faces": args.min_faces})
+    print(f"wrote {n} clips to {out} (photos from the {args.split} side of voc_split)")
     return 0
 
 

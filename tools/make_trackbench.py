@@ -17,6 +17,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import cv2
 
@@ -27,6 +28,33 @@ from tools.trackbench.recipes import build_specs
 from tools.trackbench.scene import ClipSpec, render_clip
 
 SPLITS = {"test": ("test",), "trainval": ("train", "val")}
+
+
+def split_photos(root: Path, split: str, prog: str) -> list | None:
+    """The annotated photos of one side of ``voc_split`` (``split`` a key of :data:`SPLITS`), or None after
+    printing ``prog: error: ROOT: ...`` when the folder cannot be read."""
+    try:
+        images = read_voc(root)
+        groups = read_duplicate_groups(root)
+    except Exception as exc:  # noqa: BLE001 - one line naming the folder
+        print(f"{prog}: error: {root}: {exc}", file=sys.stderr)
+        return None
+    parts = voc_split(images, groups)
+    return [im for side in SPLITS[split] for im in parts[side]]
+
+
+def write_clips(specs: list[ClipSpec], root: Path, out: Path, describe: Callable[[ClipSpec, dict], str],
+                manifest: dict) -> int:
+    """Render every clip under ``out`` (printing ``describe(spec, entry)`` per clip), then ``manifest.json``
+    (``manifest`` plus the clips' entries) -> the number of clips."""
+    out.mkdir(parents=True, exist_ok=True)
+    entries, t0 = [], time.monotonic()
+    for k, spec in enumerate(specs, 1):
+        e = write_clip(spec, root, out)
+        entries.append(e)
+        print(f"[{k}/{len(specs)}] {spec.name}: {describe(spec, e)}  ({time.monotonic() - t0:.0f} s)", flush=True)
+    (out / "manifest.json").write_text(json.dumps({**manifest, "clips": entries}, indent=1) + "\n", encoding="utf-8")
+    return len(entries)
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -87,31 +115,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", type=parse_size, default=(960, 540), help="frame size WxH")
     args = ap.parse_args(argv)
     root = Path(args.data)
-    try:
-        images = read_voc(root)
-        groups = read_duplicate_groups(root)
-    except Exception as exc:  # noqa: BLE001 - one line naming the folder
-        print(f"make_trackbench: error: {root}: {exc}", file=sys.stderr)
+    photos = split_photos(root, args.split, "make_trackbench")
+    if photos is None:
         return 2
-    parts = voc_split(images, groups)
-    photos = [im for side in SPLITS[args.split] for im in parts[side]]
     try:
         specs = build_specs(photos, args.clips, args.seed, args.size)
     except ValueError as exc:
         print(f"make_trackbench: error: {exc}", file=sys.stderr)
         return 2
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    entries = []
-    t0 = time.monotonic()
-    for k, spec in enumerate(specs, 1):
-        e = write_clip(spec, root, out)
-        entries.append(e)
-        print(f"[{k}/{len(specs)}] {spec.name}: {e['frames']} frames at {spec.fps:g} fps, {e['ids']} ids, "
-              f"{', '.join(e['photos'])}  ({time.monotonic() - t0:.0f} s)", flush=True)
-    manifest = {"data": str(root), "split": args.split, "seed": args.seed, "size": list(args.size), "clips": entries}
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
-    print(f"wrote {len(entries)} clips to {out} (photos from the {args.split} side of voc_split)")
+    n = write_clips(specs, root, out,
+                    lambda spec, e: f"{e['frames']} frames at {spec.fps:g} fps, {e['ids']} ids, {', '.join(e['photos'])}",
+                    {"data": str(root), "split": args.split, "seed": args.seed, "size": list(args.size)})
+    print(f"wrote {n} clips to {out} (photos from the {args.split} side of voc_split)")
     return 0
 
 
