@@ -22,6 +22,7 @@ Encoding runs on a writer thread per source: live sources drop frames the encode
 from __future__ import annotations
 
 import collections
+import errno
 import logging
 import os
 import sqlite3
@@ -269,7 +270,7 @@ class _SourceRecorder:
                 pass  # kept in self.unsaved when the index failed
         self.retry_at = time.monotonic() + self.opts.retry_s
         self.confirm_after = None
-        msg = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        msg = write_error_message(exc)
         self._set_state("error", f"{msg} ({self.sink.root}); retrying every {self.opts.retry_s:g} s")
 
     def _set_state(self, state: str, message: str) -> None:
@@ -288,6 +289,13 @@ class _SourceRecorder:
             self._close_segment()
         except WRITE_ERRORS as exc:
             self._fail(exc)
+
+
+def write_error_message(exc: BaseException) -> str:
+    """One line for a failed write: the OS's words; a full disk reads the same whether the encoder or the index hit it."""
+    if isinstance(exc, sqlite3.Error) and getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+        return f"{os.strerror(errno.ENOSPC)} (index: {exc})"
+    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
 
 
 @register_sink("record", RecordOptions)

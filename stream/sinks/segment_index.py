@@ -132,7 +132,8 @@ class SegmentIndex:
                 )
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                if db.in_transaction:  # SQLite rolls back by itself on some errors (a full disk)
+                    db.execute("ROLLBACK")
                 raise
             seg.id = seg_id
             seg.events = []
