@@ -19,7 +19,8 @@ def test_default_yaml_matches_dataclass_defaults():
         ("webcam", lambda c: c.sources.specs == ("0",) and c.sinks.display and c.worker.batch_size == 1),
         ("rtsp", lambda c: not c.sinks.display and c.sources.reconnect_max == 30.0 and c.sinks.events),
         ("offline", lambda c: not c.sinks.display and c.sinks.output == "out/annotated.mp4" and c.sinks.events),
-        ("crowd", lambda c: c.worker.mode == "faces" and c.worker.max_faces == 128 and c.worker.detector_options == {}
+        ("crowd", lambda c: c.worker.mode == "faces" and c.worker.max_faces == 128 and c.worker.face_margin == 0.3
+         and c.worker.detector_options == {}
          and c.worker.crowd_detector_options == {"input_size": 1600, "score_threshold": 0.3}),
     ],
 )
