@@ -56,7 +56,7 @@ def test_wrong_by_size_counts_per_size():
 
 
 @pytest.mark.timeout(300)
-def test_margin_015_relabels_as_the_worker_and_main_runs(shared_data, tmp_path, capsys):
+def test_margin_015_relabels_as_the_worker_and_main_runs(shared_data, tmp_path, capsys, monkeypatch):
     """One val photo with the annotated boxes as the 'detector': relabel(margin:0.15) == Processor's labels."""
     from stream.config import WorkerConfig
     from stream.frames import Frame
@@ -95,6 +95,7 @@ def test_margin_015_relabels_as_the_worker_and_main_runs(shared_data, tmp_path, 
     lines += [{"type": "detection", "name": a["file"].split("/")[-1], "box": [float(v) for v in b[:4]],
                "score": 0.9, "label": "with_mask"} for b in boxes]
     ev.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    monkeypatch.setattr("stream.worker.create_backend", lambda cfg: backend)  # built once above (~10 s)
     assert main(["--data", str(data), "--split", "val", "--events", str(ev), "--crops", "margin:0.15,square:1.4"]) == 0
     out = capsys.readouterr().out
     assert f"{len(boxes)} found two-class faces" in out
