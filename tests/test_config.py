@@ -19,7 +19,8 @@ def test_default_yaml_matches_dataclass_defaults():
         ("webcam", lambda c: c.sources.specs == ("0",) and c.sinks.display and c.worker.batch_size == 1),
         ("rtsp", lambda c: not c.sinks.display and c.sources.reconnect_max == 30.0 and c.sinks.events),
         ("offline", lambda c: not c.sinks.display and c.sinks.output == "out/annotated.mp4" and c.sinks.events),
-        ("crowd", lambda c: c.worker.mode == "faces" and c.worker.max_faces == 128 and c.worker.detector_options == {}
+        ("crowd", lambda c: c.worker.mode == "faces" and c.worker.max_faces == 128 and c.worker.face_margin == 0.3
+         and c.worker.detector_options == {}
          and c.worker.crowd_detector_options == {"input_size": 1600, "score_threshold": 0.3}),
     ],
 )
@@ -59,6 +60,7 @@ def test_merge_is_deep_and_does_not_mutate():
         ),
         ("worker:\n  device: tpu\n", "worker.device must be one of auto, cpu, cuda, cuda:N, got 'tpu'"),
         ("worker:\n  threshold:\n    mode: fraction\n    value: 1.5\n", "worker.threshold.value must be in [0, 1]"),
+        ("worker:\n  face_margin: 1.5\n", "worker.face_margin must be in [0, 1], got 1.5"),
         ("worker:\n  fp16: maybe\n", "worker.fp16 must be a boolean (true/false), got str 'maybe'"),
         ("overlay:\n  alpha: -0.1\n", "overlay.alpha must be in [0, 1], got -0.1"),
         ("overlay:\n  colors: {without_mask: [0, 0, 300]}\n", "overlay.colors.without_mask must be 3 ints in [0, 255]"),
