@@ -123,7 +123,7 @@ class CameraMotion:
         min_response: phase-correlation peak under which its translation is not trusted.
     """
 
-    def __init__(self, width: int = SMALL_WIDTH, zoom: bool = True, max_corners: int = 120, min_inliers: int = 12,
+    def __init__(self, width: int = SMALL_WIDTH, zoom: bool = True, max_corners: int = 60, min_inliers: int = 12,
                  min_inlier_share: float = 0.5, max_zoom: float = 1.25, min_response: float = 0.2) -> None:
         self.width = int(width)
         self.zoom = bool(zoom)
@@ -182,7 +182,7 @@ class CameraMotion:
     def _fit(self, prev, cur, p0: np.ndarray, shift: tuple[float, float]) -> np.ndarray | None:
         init = (p0 + np.array(shift, np.float32)).astype(np.float32)
         p1, status, _ = cv2.calcOpticalFlowPyrLK(
-            prev, cur, p0, init, winSize=(15, 15), maxLevel=2, flags=cv2.OPTFLOW_USE_INITIAL_FLOW,
+            prev, cur, p0, init, winSize=(13, 13), maxLevel=2, flags=cv2.OPTFLOW_USE_INITIAL_FLOW,
             criteria=(cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 20, 0.03),
         )
         if p1 is None:
