@@ -63,7 +63,7 @@ class TrackerParams:
     """
 
     high_score: float = 0.5
-    low_score: float = 0.1
+    low_score: float = 0.4
     new_track_score: float = 0.6
     gate: float = 1.5
     gate_new: float = 2.5
