@@ -81,6 +81,20 @@ def test_camera_motion_ignores_people_moving_in_front_of_a_still_camera():
     assert np.abs(warp_points(m, GRID) - GRID).max() < 0.5
 
 
+def test_corners_on_one_moving_face_in_front_of_a_plain_wall_are_not_the_camera():
+    """A smooth gradient (no corners) and one textured face moving right: every corner lies on the face, so
+    a similarity fitted to them would move every track with that face; the bunched inliers are refused."""
+    yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
+    wall = np.stack([60 + 80 * xx / W, 90 + 60 * yy / H, 120 + 40 * (xx + yy) / (W + H)], 2).astype(np.uint8)
+    face = _texture(6, (160, 160))
+    cm = CameraMotion()
+    for k in range(3):
+        f = wall.copy()
+        f[300:460, 400 + 12 * k : 560 + 12 * k] = face
+        cm.update(f)
+        assert cm.last_method != "similarity"
+
+
 def test_a_cut_gives_no_motion():
     cm = CameraMotion()
     cm.update(_view(_texture(4), 1200.0, 700.0, 1600.0)[0])

@@ -12,7 +12,8 @@ copes with a pan of a face's width per frame, at 5 fps); corners of the previous
 the current one by pyramidal Lucas-Kanade, started at that translation, and a similarity (scale,
 rotation, translation) is fitted to them with RANSAC (``cv2.estimateAffinePartial2D``), so people moving
 in front of a still background are outliers. When the fit is not trusted (too few corners or inliers, a
-cut) the phase-correlation translation is used, and nothing when that is not trusted either.
+cut, inliers bunched in one part of the frame: a plain wall leaves corners only on the people) the
+phase-correlation translation is used, and nothing when that is not trusted either.
 """
 
 from __future__ import annotations
@@ -120,17 +121,21 @@ class CameraMotion:
             ``min_inlier_share`` of the corners followed.
         min_inlier_share: see ``min_inliers``.
         max_zoom: a fitted scale outside ``[1 / max_zoom, max_zoom]`` per frame is not trusted.
+        min_span: the inliers must spread over at least this fraction of the frame's width and of its height
+            (else they may all lie on one moving person in front of a plain background).
         min_response: phase-correlation peak under which its translation is not trusted.
     """
 
     def __init__(self, width: int = SMALL_WIDTH, zoom: bool = True, max_corners: int = 60, min_inliers: int = 12,
-                 min_inlier_share: float = 0.5, max_zoom: float = 1.25, min_response: float = 0.2) -> None:
+                 min_inlier_share: float = 0.5, max_zoom: float = 1.25, min_span: float = 0.35,
+                 min_response: float = 0.2) -> None:
         self.width = int(width)
         self.zoom = bool(zoom)
         self.max_corners = int(max_corners)
         self.min_inliers = int(min_inliers)
         self.min_inlier_share = float(min_inlier_share)
         self.max_zoom = float(max_zoom)
+        self.min_span = float(min_span)
         self.min_response = float(min_response)
         self._prev: np.ndarray | None = None  # (h, width) uint8
         self._corners: np.ndarray | None = None  # (n, 1, 2) float32, corners of the previous copy
@@ -196,6 +201,12 @@ class CameraMotion:
             return None
         n_in = int(inl.sum())
         if n_in < self.min_inliers or n_in < self.min_inlier_share * ok.sum():
+            return None
+        # the inliers must span the frame: on a plain wall every corner may lie on one moving person, whose
+        # motion is not the camera's
+        pts = p0[ok][inl.reshape(-1) == 1].reshape(-1, 2)
+        span = (pts.max(0) - pts.min(0)) / np.array([prev.shape[1], prev.shape[0]], np.float32)
+        if span.min() < self.min_span:
             return None
         s = similarity_scale(m)
         if not (1.0 / self.max_zoom <= s <= self.max_zoom) or not np.isfinite(m).all():
