@@ -39,7 +39,7 @@ from core.track import (
     due_for_classification,
 )
 from core.track.geometry import expand_boxes
-from core.track.motion import estimate_shift, small_gray
+from core.track.motion import CameraMotion
 from stream.frames import Frame
 from stream.people_config import PeopleConfig
 from stream.redact import redact_text
@@ -119,7 +119,7 @@ class SourcePeople:
         self._last_t: float | None = None
         self._period: float | None = None
         self._last_step: TrackStep | None = None
-        self._small: tuple[np.ndarray, float] | None = None  # the previous frame, small and gray
+        self.motion = CameraMotion(zoom=cfg.camera_zoom) if cfg.camera_motion else None
 
     # ------------------------------------------------------------ time
     def media_time(self, frame: Frame) -> float:
@@ -211,12 +211,7 @@ class SourcePeople:
         else:
             self.since_detect = 0
             self.detector_runs += 1
-        shift = None
-        if self.cfg.camera_motion:
-            small = small_gray(frame.image)
-            if self._small is not None and self._small[0].shape == small[0].shape:
-                shift = estimate_shift(self._small[0], small[0], small[1])
-            self._small = small
+        shift = self.motion.update(frame.image) if self.motion is not None else None
         step = self.tracker.step(detections, shift, **seeding)
         self._last_step = step
         events: list[dict] = []

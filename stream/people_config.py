@@ -123,6 +123,9 @@ class PeopleConfig:
         max_classify_per_frame: classify at most this many faces per frame (0: no limit).
         camera_motion: measure the camera's pan between frames (phase correlation of small grayscale
             copies, about 1 ms at 720p) and move every prediction by it before matching.
+        camera_zoom: with ``camera_motion``, also measure zoom (and roll): corners followed by optical flow
+            and a RANSAC similarity fit (``core.track.motion.CameraMotion``), so boxes carried between
+            detector runs follow their faces' position and size through a zoom.
         tracker: the face tracker.
         vote: the per-person vote.
         crowd: faces mode: the schedule of the full-cost detector (``worker.crowd_detector_options``).
@@ -136,6 +139,7 @@ class PeopleConfig:
     decided_every: int = 10
     max_classify_per_frame: int = 0
     camera_motion: bool = True
+    camera_zoom: bool = True
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     vote: VoteConfig = field(default_factory=VoteConfig)
     crowd: CrowdConfig = field(default_factory=CrowdConfig)

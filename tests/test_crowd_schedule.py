@@ -170,15 +170,16 @@ def test_crowd_pass_visits_the_tiles_round_robin_and_backs_off():
 
 
 def test_a_seeded_track_is_held_through_cheap_misses_and_followed_by_weak_matches():
-    tr = FaceTracker(TrackerParams())
+    crowd = TrackerParams(low_score=0.1)  # configs/crowd.yaml's (the default is 0.4)
+    tr = FaceTracker(crowd)
     small = np.array([[100, 100, 110, 110, 0.35]], np.float32)  # too weak to start a track by itself
     none = np.zeros((0, 5), np.float32)
     assert len(tr.step(small).ids) == 0  # the cheap pass alone: no person
-    tr = FaceTracker(TrackerParams())
+    tr = FaceTracker(crowd)
     s0 = tr.step(small, seeded=np.array([True]), hold_frames=10)
     assert s0.ids.tolist() == [] and s0.confirmed == ()  # a weak seed starts a tentative, held track
     assert tr.step(np.zeros((0, 5), np.float32)).ids.tolist() == []  # the cheap pass misses it: kept (held)
-    tr = FaceTracker(TrackerParams())
+    tr = FaceTracker(crowd)
     sure = small.copy()
     sure[0, 4] = 0.6  # tracker.new_track_score
     s0 = tr.step(sure, seeded=np.array([True]), hold_frames=10)

@@ -6,6 +6,8 @@ file source with the events and video sinks on (every frame in the output), twic
 
 * ``every frame``: ``people.enabled: false``: the detector and the classifier on every frame;
 * ``people, all frames``: the tracker and the vote, but the detector and the classifier on every frame;
+* ``people, pan only``: the defaults, but the camera-motion model measures translation only
+  (``people.camera_zoom: false``, the model before zoom was added): the zoom model's cost is the difference;
 * ``people``: the defaults: the detector every k frames, re-classification when due.
 
 Columns: frames/s (first to last rendered frame), frames out, the per-frame accuracy of the face labels
@@ -81,6 +83,7 @@ def score(records, truth) -> dict:
 PATHS = {  # the people section of each measured path
     "every frame": {"enabled": False},
     "people, all frames": {"detect_every": 1, "detect_every_max": 1, "undecided_every": 1, "decided_every": 1},
+    "people, pan only": {"camera_zoom": False},
     "people": {},
 }
 

@@ -7,6 +7,8 @@
 * :class:`~core.track.vote.PersonVote`: a capped, weighted vote over a track's classifications with an
   explicit ``undecided`` state, hysteresis and a delayed change of label.
 * :func:`~core.track.schedule.due_for_classification`: which tracked faces to classify again.
+* :class:`~core.track.motion.CameraMotion`: the camera's pan and zoom between frames (a similarity), which
+  moves every track's prediction before matching.
 """
 
 from core.track.schedule import ScheduleParams, adapt_detect_every, detector_interval, due_for_classification

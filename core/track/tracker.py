@@ -63,7 +63,7 @@ class TrackerParams:
     """
 
     high_score: float = 0.5
-    low_score: float = 0.1
+    low_score: float = 0.4
     new_track_score: float = 0.6
     gate: float = 1.5
     gate_new: float = 2.5
@@ -167,12 +167,27 @@ class _Track:
         self.visible = True
         self.anchor = z.copy()
 
-    def shift(self, dx: float, dy: float) -> None:
-        """Move the prediction and the last observation with the camera."""
-        self.mean[0] += dx
-        self.mean[1] += dy
-        self.anchor[0] += dx
-        self.anchor[1] += dy
+    def warp(self, m: np.ndarray) -> None:
+        """Move the prediction and the last observation with the camera: ``m`` (2, 3) maps the previous
+        frame's pixels to this frame's (a similarity). Centres are mapped, sizes scaled by its scale, the
+        velocities turned and scaled with it, and the covariance with them (as BoT-SORT's camera-motion
+        compensation transforms the Kalman state)."""
+        lin, t = m[:, :2], m[:, 2]
+        s = float(np.sqrt(abs(np.linalg.det(lin))))
+        if np.allclose(lin, np.eye(2)):
+            self.mean[0:2] += t
+            self.anchor[0:2] += t
+            return
+        sz = s * np.eye(2)
+        tr = np.zeros((8, 8))
+        for k, blk in enumerate((lin, sz, lin, sz)):
+            tr[2 * k : 2 * k + 2, 2 * k : 2 * k + 2] = blk
+        self.mean = tr @ self.mean
+        self.mean[0:2] += t
+        self.mean[2:4] = np.maximum(self.mean[2:4], 1e-3)
+        self.cov = tr @ self.cov @ tr.T
+        self.anchor[0:2] = lin @ self.anchor[0:2] + t
+        self.anchor[2:4] = np.maximum(self.anchor[2:4] * s, 1e-3)
 
     @property
     def box(self) -> np.ndarray:
@@ -183,6 +198,18 @@ class _Track:
     def anchor_box(self) -> np.ndarray:
         cx, cy, w, h = self.anchor
         return np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], np.float32)
+
+
+def camera_matrix(shift) -> np.ndarray | None:
+    """The camera's motion as a (2, 3) float64 map: ``shift`` is None, (dx, dy) or already (2, 3)."""
+    if shift is None:
+        return None
+    a = np.asarray(shift, np.float64)
+    if a.shape == (2,):
+        return np.array([[1.0, 0.0, a[0]], [0.0, 1.0, a[1]]])
+    if a.shape != (2, 3):
+        raise ValueError(f"shift must be (dx, dy) or a (2, 3) matrix, got shape {a.shape}")
+    return a if np.isfinite(a).all() else None
 
 
 # ---------------------------------------------------------------- association
@@ -305,7 +332,7 @@ class FaceTracker:
     def step(
         self,
         detections: np.ndarray | None,
-        shift: tuple[float, float] | None = None,
+        shift: tuple[float, float] | np.ndarray | None = None,
         *,
         seeded: np.ndarray | None = None,
         seed_region: tuple[float, float, float, float] | None = None,
@@ -316,8 +343,9 @@ class FaceTracker:
         Args:
             detections: (n, 5) x1, y1, x2, y2, score in frame pixels (n may be 0: the detector ran
                 and found nothing), or None when the detector did not run on this frame.
-            shift: the camera's motion since the previous frame, (dx, dy) in frame pixels
-                (``core.track.motion.estimate_shift``): every prediction is moved by it.
+            shift: the camera's motion since the previous frame: a (2, 3) similarity in frame pixels
+                (``core.track.motion.CameraMotion``: a pan and a zoom) or a translation (dx, dy): every
+                prediction (centre and size) and every lost track's last observation is moved by it.
             seeded: (n,) bool, True for detections a full-cost pass found (``core.track.crowd_schedule``):
                 they count as confident; one that matches no track starts a track, confirmed at once when
                 it scores ``new_track_score`` or more, else tentative until its next match (the next pass
@@ -333,10 +361,11 @@ class FaceTracker:
         """
         p = self.params
         self.frame += 1
+        warp = camera_matrix(shift)
         for t in self.tracks:
             t.predict()
-            if shift is not None:
-                t.shift(shift[0], shift[1])
+            if warp is not None:
+                t.warp(warp)
         n_det = 0 if detections is None else len(detections)
         det_of: dict[int, int] = {}  # id(track) -> detection index
         confirmed: list[int] = []
