@@ -190,33 +190,55 @@ def component_stats(labels: Tensor, values: Tensor) -> Tensor:
 def host_component_stats(mask: Tensor, values: Tensor) -> np.ndarray:
     """:func:`component_stats` of ``mask``'s 8-connected components, labelled on the host in ONE call.
 
-    The B grids are stacked into one (B·(H+1), W) image with a background row after each grid, so
-    no component crosses from one image to the next; a single ``cv2.connectedComponentsWithStats``
-    labels the whole batch (no per-image loop). Cheaper than the torch labelling on the CPU,
-    where the grids already are; on CUDA it costs a copy of B·H·W bytes and floats to the host.
+    The B grids are stacked into one (B·(H+1), W+1) image with a background row after each grid and a
+    background column after each row, so no component crosses from one image to the next and every run of
+    foreground cells ends inside its row; a single ``cv2.connectedComponents`` labels the whole batch (no
+    per-image loop). The statistics come from the runs (maximal horizontal stretches of foreground), not
+    from every cell: each run's label, row, first and last column and value sum (one ``np.add.reduceat``
+    over the stacked values), then per label the run extremes, cell count and value sum. OpenCV's own
+    statistics (``connectedComponentsWithStats``) cost six times its labelling on these small grids.
+    Cheaper than the torch labelling on the CPU, where the grids already are; on CUDA it costs a copy of
+    B·H·W bytes and floats to the host.
 
     Args:
         mask: (B, H, W) bool.
         values: (B, H, W) map values.
 
     Returns:
-        (N, 7) float64 rows as :func:`component_stats` (order may differ; callers sort).
+        (N, 7) float64 rows as :func:`component_stats`, ordered by OpenCV's label (callers sort).
     """
     b, h, w = mask.shape
     if b == 0 or h * w == 0:
         return np.zeros((0, 7))
-    tile = np.zeros((b, h + 1, w), np.uint8)
-    tile[:, :h] = mask.to("cpu", torch.uint8).numpy()
-    vals = np.zeros((b, h + 1, w), np.float64)
-    vals[:, :h] = values.detach().float().cpu().numpy()
-    n, lab, st, _ = cv2.connectedComponentsWithStats(tile.reshape(b * (h + 1), w), connectivity=8)
+    hh, ww = h + 1, w + 1
+    tile = np.zeros((b, hh, ww), np.uint8)
+    tile[:, :h, :w] = mask.to("cpu", torch.uint8).numpy()
+    n, lab = cv2.connectedComponents(tile.reshape(b * hh, ww), connectivity=8, ltype=cv2.CV_32S)
     if n <= 1:
         return np.zeros((0, 7))
-    sums = np.bincount(lab.ravel(), weights=vals.ravel(), minlength=n)[1:]
-    x, y, bw, bh, area = (st[1:, k].astype(np.float64) for k in range(5))
-    img = np.floor_divide(y, h + 1)
-    y0 = y - img * (h + 1)
-    return np.stack([img, x, y0, x + bw - 1, y0 + bh - 1, area, sums], axis=1)
+    edge = np.diff(tile.reshape(-1).view(np.int8), prepend=np.int8(0))
+    starts = np.flatnonzero(edge == 1)  # first cell of each run, row-major
+    ends = np.flatnonzero(edge == -1)  # one past its last cell (the background column ends every row)
+    vals = np.zeros((b, hh, ww), np.float32)
+    vals[:, :h, :w] = values.detach().to("cpu", torch.float32).numpy()
+    bounds = np.empty(2 * len(starts), np.intp)
+    bounds[0::2], bounds[1::2] = starts, ends
+    run_sum = np.add.reduceat(vals.reshape(-1), bounds, dtype=np.float64)[0::2]  # [start, end) of each run
+    run_lab = lab.reshape(-1)[starts]
+    row = starts // ww  # in the stacked image
+    count = np.bincount(run_lab, weights=ends - starts, minlength=n)[1:]
+    sums = np.bincount(run_lab, weights=run_sum, minlength=n)[1:]
+    x0 = np.full(n, ww, np.intp)
+    np.minimum.at(x0, run_lab, starts - row * ww)
+    x1 = np.full(n, -1, np.intp)
+    np.maximum.at(x1, run_lab, ends - 1 - row * ww)
+    y0 = np.full(n, b * hh, np.intp)
+    np.minimum.at(y0, run_lab, row)
+    y1 = np.full(n, -1, np.intp)
+    np.maximum.at(y1, run_lab, row)
+    img = y0[1:] // hh
+    return np.stack([img, x0[1:], y0[1:] - img * hh, x1[1:], y1[1:] - img * hh, count, sums], axis=1).astype(
+        np.float64)
 
 
 def boxes_from_stats(

@@ -225,3 +225,47 @@ def test_normalize_maps_flags_non_finite_maps_and_keeps_huge_finite_ones():
     for i in (0, 3):
         lo, hi = raw[i].min(), raw[i].max()
         torch.testing.assert_close(out[i], (raw[i] - lo) / (hi - lo + 1e-7))
+
+
+def opencv_stats(mask: torch.Tensor, values: torch.Tensor) -> np.ndarray:
+    """Reference for host_component_stats: OpenCV's own statistics, one image at a time."""
+    rows = []
+    for i, (m, v) in enumerate(zip(mask.numpy().astype(np.uint8), values.double().numpy())):
+        n, lab, st, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
+        sums = np.bincount(lab.ravel(), weights=v.ravel(), minlength=n)
+        for k in range(1, n):
+            x, y, bw, bh, area = st[k]
+            rows.append([i, x, y, x + bw - 1, y + bh - 1, area, sums[k]])
+    return np.array(rows, np.float64).reshape(-1, 7)
+
+
+def sorted_rows(rows: np.ndarray) -> np.ndarray:
+    return rows[np.lexsort((rows[:, 2], rows[:, 1], rows[:, 0]))]
+
+
+def test_host_component_stats_equal_opencv_statistics():
+    """The run-based statistics equal OpenCV's: bounds and cell counts exactly, value sums to float64 rounding;
+    components touching every edge, whole-grid, single-cell, diagonal, empty and snake-shaped masks."""
+    from core.grid_boxes import host_component_stats
+
+    hand = np.zeros((7, 9, 11), bool)
+    hand[0] = True  # the whole grid
+    hand[1, 0, 0] = hand[1, 8, 10] = hand[1, 0, 10] = hand[1, 8, 0] = True  # four corners, four components
+    hand[2, 1, 1] = hand[2, 2, 2] = hand[2, 3, 1] = True  # joined only diagonally: one component
+    hand[3, :, 5] = True  # a column splitting nothing
+    hand[3, 4, :] = True  # and a row crossing it
+    for k in range(9):  # a snake: one component of many runs
+        hand[4, k, : 10 if k % 4 == 0 else 11] = k % 2 == 0
+        hand[4, k, 10 if k % 4 == 1 else 0] |= k % 2 == 1
+    hand[5, ::2, ::3] = True  # isolated cells and bars
+    # hand[6]: empty
+    g = torch.Generator().manual_seed(7)
+    cases = [torch.from_numpy(hand), torch.rand(12, 17, 23, generator=g) > 0.5, torch.rand(5, 1, 30, generator=g) > 0.3,
+             torch.rand(5, 30, 1, generator=g) > 0.3, smooth_maps(16, seed=4, side=56) > 0.5]
+    for mask in cases:
+        values = torch.rand(mask.shape, generator=g)
+        got, ref = sorted_rows(host_component_stats(mask, values)), sorted_rows(opencv_stats(mask, values))
+        assert got.shape == ref.shape
+        np.testing.assert_array_equal(got[:, :6], ref[:, :6])
+        np.testing.assert_allclose(got[:, 6], ref[:, 6], rtol=1e-12, atol=1e-12)
+    assert host_component_stats(torch.zeros(3, 4, 4, dtype=torch.bool), torch.rand(3, 4, 4)).shape == (0, 7)
