@@ -96,7 +96,7 @@ def threshold_values(maps: Tensor, spec: Threshold) -> Tensor:
     b = maps.shape[0]
     flat = maps.reshape(b, -1).float()
     if spec.mode == "fraction":
-        return flat.max(dim=1).values * spec.value
+        return flat.amax(dim=1) * spec.value  # amax: the values only, no indices
     if spec.mode == "percentile":
         return torch.quantile(flat, spec.value / 100.0, dim=1)
     return otsu_thresholds(maps)
