@@ -107,6 +107,8 @@ def masks_from_maps(maps: Tensor, spec: Threshold) -> Tensor:
     t = threshold_values(maps, spec).view(-1, 1, 1)
     if spec.mode == "otsu":
         return (maps > t) & (maps > 0)
+    if maps.device.type == "cpu" and bool((t > 0).all()):  # then >= t implies > 0: one pass less (no device sync)
+        return maps >= t
     return (maps >= t) & (maps > 0)
 
 
