@@ -269,3 +269,48 @@ def test_host_component_stats_equal_opencv_statistics():
         np.testing.assert_array_equal(got[:, :6], ref[:, :6])
         np.testing.assert_allclose(got[:, 6], ref[:, 6], rtol=1e-12, atol=1e-12)
     assert host_component_stats(torch.zeros(3, 4, 4, dtype=torch.bool), torch.rand(3, 4, 4)).shape == (0, 7)
+
+
+@pytest.mark.parametrize("factor", [1, 4, 8])
+def test_numpy_fraction_grid_equals_the_torch_grid_bit_for_bit(factor):
+    """The CPU fast path (numpy normalisation and fraction mask) gives the torch path's grid and mask exactly:
+    random smooth maps, a constant map, a map of tiny span, an all-zero one, flagged degenerate ones."""
+    from core.grid_boxes import _fraction_grid_host, grid_maps
+
+    maps = smooth_maps(24, seed=9)
+    maps[1] = 0.5  # constant: degenerate after normalisation
+    maps[2] = 0.3 + 1e-9 * torch.rand(7, 7, generator=torch.Generator().manual_seed(1))  # span below FLAT_RTOL
+    maps[3] = 0.0
+    maps[4, 3, 3] = 1.0  # a single bright cell on a dark map
+    degenerate = torch.zeros(24, dtype=torch.bool)
+    degenerate[[5, 6]] = True
+    for deg in (None, degenerate):
+        ref_g = grid_maps(maps, factor, deg)
+        for fraction in (0.0, 0.3, 0.45, 0.5, 1.0):
+            g, mask = _fraction_grid_host(maps, factor, deg, fraction)
+            np.testing.assert_array_equal(g, ref_g.numpy())
+            np.testing.assert_array_equal(mask, masks_from_maps_ref(ref_g, fraction))
+    nan = maps.clone()
+    nan[0, 0, 0] = float("nan")
+    assert _fraction_grid_host(nan, factor, None, 0.5) is None  # the torch path handles those
+
+
+def masks_from_maps_ref(g: torch.Tensor, fraction: float) -> np.ndarray:
+    """The generic rule, written out: cells at or above fraction * max, and above zero."""
+    t = g.flatten(1).amax(dim=1).view(-1, 1, 1) * fraction
+    return ((g >= t) & (g > 0)).numpy()
+
+
+def test_cpu_fraction_boxes_equal_the_generic_path():
+    """boxes_from_grid on CPU maps (numpy fast path) equals the torch grid + mask with the same host labelling."""
+    from core.boxes import masks_from_maps
+    from core.grid_boxes import boxes_from_stats, grid_maps, host_component_stats
+
+    maps = smooth_maps(32, seed=11)
+    deg = torch.zeros(32, dtype=torch.bool)
+    deg[3] = True
+    for spec in (Threshold("fraction", 0.45), Threshold("fraction", 0.6, min_area=0.02), Threshold("fraction", 0.0)):
+        got = boxes_from_grid(maps, SIZE, spec, 8, deg)
+        g = grid_maps(maps, 8, deg)
+        ref = boxes_from_stats(host_component_stats(masks_from_maps(g, spec), g), 32, (56, 56), SIZE, spec.min_area)
+        assert got == ref
