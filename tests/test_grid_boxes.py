@@ -275,7 +275,12 @@ def test_host_component_stats_equal_opencv_statistics():
 def test_numpy_fraction_grid_equals_the_torch_grid_bit_for_bit(factor):
     """The CPU fast path (numpy normalisation and fraction mask) gives the torch path's grid and mask exactly:
     random smooth maps, a constant map, a map of tiny span, an all-zero one, flagged degenerate ones."""
-    from core.grid_boxes import _fraction_grid_host, grid_maps
+    from core.grid_boxes import _fraction_grid_host, upsample_separable
+    from core.postprocess import normalize_maps_torch
+
+    def grid_maps(m, f, d=None):  # the torch reference: grid_maps written with the torch normalisation
+        up = upsample_separable(m, (7 * f, 7 * f))
+        return normalize_maps_torch(up.flatten(1), d)[0].view_as(up)
 
     maps = smooth_maps(24, seed=9)
     maps[1] = 0.5  # constant: degenerate after normalisation
@@ -292,7 +297,9 @@ def test_numpy_fraction_grid_equals_the_torch_grid_bit_for_bit(factor):
             np.testing.assert_array_equal(mask, masks_from_maps_ref(ref_g, fraction))
     nan = maps.clone()
     nan[0, 0, 0] = float("nan")
-    assert _fraction_grid_host(nan, factor, None, 0.5) is None  # the torch path handles those
+    g, mask = _fraction_grid_host(nan, factor, None, 0.5)
+    np.testing.assert_array_equal(g, grid_maps(nan, factor).numpy())  # non-finite map: all zero, no cell
+    assert not mask[0].any() and (g[0] == 0).all()
 
 
 def masks_from_maps_ref(g: torch.Tensor, fraction: float) -> np.ndarray:
@@ -314,3 +321,28 @@ def test_cpu_fraction_boxes_equal_the_generic_path():
         g = grid_maps(maps, 8, deg)
         ref = boxes_from_stats(host_component_stats(masks_from_maps(g, spec), g), 32, (56, 56), SIZE, spec.min_area)
         assert got == ref
+
+
+@pytest.mark.parametrize("shape", [(9, 7, 7), (9, 14, 14), (9, 56, 56), (9, 224, 224), (9, 1, 5)])
+def test_numpy_normalisation_equals_the_torch_one_bit_for_bit(shape):
+    """normalize_maps on the CPU (numpy) equals its torch code exactly, degenerate flags included: random
+    signed maps, NaN, +-Inf, finite values whose float32 sum overflows, constant, tiny-span, all-zero maps,
+    and maps flagged invalid."""
+    from core.postprocess import normalize_maps, normalize_maps_torch
+
+    g = torch.Generator().manual_seed(shape[1])
+    raw = torch.randn(*shape, generator=g) * 3 - 1
+    raw[1, 0, 0] = float("nan")
+    raw[2, 0, -1], raw[2, -1, 0] = float("inf"), -float("inf")
+    raw[3] = 3.0e38 * torch.rand(shape[1:], generator=g)  # finite, but a float32 sum overflows
+    raw[4] = 0.25  # constant
+    raw[5] = 1.0 + 1e-8 * torch.rand(shape[1:], generator=g)  # span below FLAT_RTOL
+    raw[6] = 0.0
+    invalid = torch.zeros(shape[0], dtype=torch.bool)
+    invalid[7] = True
+    for inv in (None, invalid):
+        got, got_deg = normalize_maps(raw, inv)
+        ref, ref_deg = normalize_maps_torch(raw.flatten(1), inv)
+        assert torch.equal(got.flatten(1), ref) and torch.equal(got_deg, ref_deg)
+        assert got_deg[1:7].tolist() == [True, True, False, True, True, True]  # the huge finite map is kept
+        assert got_deg[7].item() == (inv is not None)
