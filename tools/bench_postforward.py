@@ -7,7 +7,7 @@
 that have been made faster since, so its "full" row is no longer the code the issue measured. This tool takes
 ``core/`` of ``--against`` out of git (``git archive``, into a temporary folder) and times the same call,
 ``core.explain_features(logits, acts, "haycam+", (224, 224))`` on one ResNet18 batch (seed 0, batch 16, one
-torch thread), in a fresh process per variant; the variants alternate over ``--rounds`` rounds so they meet
+torch thread, one OpenCV thread), in a fresh process per variant; the variants alternate over ``--rounds`` rounds so they meet
 the same background load. ``tools/bench_cam.py`` calls :func:`compare` for its own line against the old code.
 
 Two clocks per call: wall time, and the process's CPU time (``time.process_time``: all its threads). On an
@@ -37,8 +37,8 @@ ISSUE_16_BASE = "5f1ac1b"
 
 # Runs inside each variant's process, with that variant's `core` first on sys.path.
 SNIPPET = r"""
-import statistics, sys, time, json, torch
-torch.set_num_threads(1); torch.set_flush_denormal(True); torch.manual_seed(0)
+import statistics, sys, time, json, cv2, torch
+torch.set_num_threads(1); cv2.setNumThreads(1); torch.set_flush_denormal(True); torch.manual_seed(0)
 import core
 from core.model import CamModel, build_torchvision
 kwargs = json.loads(sys.argv[1]); calls = int(sys.argv[2]); batch = int(sys.argv[3])
