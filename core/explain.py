@@ -148,7 +148,8 @@ def _finish(method: str, logits: Tensor, tgt: Tensor, raw: Tensor, bad: Tensor, 
     box_resolution = check_box_resolution(box_resolution)
     raw = raw.float()
     maps_small, degenerate = normalize_maps(raw, bad)
-    raw = torch.where(degenerate.view(-1, 1, 1), torch.zeros_like(raw), raw)
+    if raw.device.type != "cpu" or bool(degenerate.any()):  # on the CPU, only where there is something to zero
+        raw = torch.where(degenerate.view(-1, 1, 1), torch.zeros_like(raw), raw)
     # Once more at native size: maps of tiny activations (span near NORM_EPS) then span [0, 1] too.
     low_res, _ = normalize_maps(maps_small, degenerate)
     full = box_resolution == "full"

@@ -225,3 +225,124 @@ def test_normalize_maps_flags_non_finite_maps_and_keeps_huge_finite_ones():
     for i in (0, 3):
         lo, hi = raw[i].min(), raw[i].max()
         torch.testing.assert_close(out[i], (raw[i] - lo) / (hi - lo + 1e-7))
+
+
+def opencv_stats(mask: torch.Tensor, values: torch.Tensor) -> np.ndarray:
+    """Reference for host_component_stats: OpenCV's own statistics, one image at a time."""
+    rows = []
+    for i, (m, v) in enumerate(zip(mask.numpy().astype(np.uint8), values.double().numpy())):
+        n, lab, st, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
+        sums = np.bincount(lab.ravel(), weights=v.ravel(), minlength=n)
+        for k in range(1, n):
+            x, y, bw, bh, area = st[k]
+            rows.append([i, x, y, x + bw - 1, y + bh - 1, area, sums[k]])
+    return np.array(rows, np.float64).reshape(-1, 7)
+
+
+def sorted_rows(rows: np.ndarray) -> np.ndarray:
+    return rows[np.lexsort((rows[:, 2], rows[:, 1], rows[:, 0]))]
+
+
+def test_host_component_stats_equal_opencv_statistics():
+    """The run-based statistics equal OpenCV's: bounds and cell counts exactly, value sums to float64 rounding;
+    components touching every edge, whole-grid, single-cell, diagonal, empty and snake-shaped masks."""
+    from core.grid_boxes import host_component_stats
+
+    hand = np.zeros((7, 9, 11), bool)
+    hand[0] = True  # the whole grid
+    hand[1, 0, 0] = hand[1, 8, 10] = hand[1, 0, 10] = hand[1, 8, 0] = True  # four corners, four components
+    hand[2, 1, 1] = hand[2, 2, 2] = hand[2, 3, 1] = True  # joined only diagonally: one component
+    hand[3, :, 5] = True  # a column splitting nothing
+    hand[3, 4, :] = True  # and a row crossing it
+    for k in range(9):  # a snake: one component of many runs
+        hand[4, k, : 10 if k % 4 == 0 else 11] = k % 2 == 0
+        hand[4, k, 10 if k % 4 == 1 else 0] |= k % 2 == 1
+    hand[5, ::2, ::3] = True  # isolated cells and bars
+    # hand[6]: empty
+    g = torch.Generator().manual_seed(7)
+    cases = [torch.from_numpy(hand), torch.rand(12, 17, 23, generator=g) > 0.5, torch.rand(5, 1, 30, generator=g) > 0.3,
+             torch.rand(5, 30, 1, generator=g) > 0.3, smooth_maps(16, seed=4, side=56) > 0.5]
+    for mask in cases:
+        values = torch.rand(mask.shape, generator=g)
+        got, ref = sorted_rows(host_component_stats(mask, values)), sorted_rows(opencv_stats(mask, values))
+        assert got.shape == ref.shape
+        np.testing.assert_array_equal(got[:, :6], ref[:, :6])
+        np.testing.assert_allclose(got[:, 6], ref[:, 6], rtol=1e-12, atol=1e-12)
+    assert host_component_stats(torch.zeros(3, 4, 4, dtype=torch.bool), torch.rand(3, 4, 4)).shape == (0, 7)
+
+
+@pytest.mark.parametrize("factor", [1, 4, 8])
+def test_numpy_fraction_grid_equals_the_torch_grid_bit_for_bit(factor):
+    """The CPU fast path (numpy normalisation and fraction mask) gives the torch path's grid and mask exactly:
+    random smooth maps, a constant map, a map of tiny span, an all-zero one, flagged degenerate ones."""
+    from core.grid_boxes import _fraction_grid_host, upsample_separable
+    from core.postprocess import normalize_maps_torch
+
+    def grid_maps(m, f, d=None):  # the torch reference: grid_maps written with the torch normalisation
+        up = upsample_separable(m, (7 * f, 7 * f))
+        return normalize_maps_torch(up.flatten(1), d)[0].view_as(up)
+
+    maps = smooth_maps(24, seed=9)
+    maps[1] = 0.5  # constant: degenerate after normalisation
+    maps[2] = 0.3 + 1e-9 * torch.rand(7, 7, generator=torch.Generator().manual_seed(1))  # span below FLAT_RTOL
+    maps[3] = 0.0
+    maps[4, 3, 3] = 1.0  # a single bright cell on a dark map
+    degenerate = torch.zeros(24, dtype=torch.bool)
+    degenerate[[5, 6]] = True
+    for deg in (None, degenerate):
+        ref_g = grid_maps(maps, factor, deg)
+        for fraction in (0.0, 0.3, 0.45, 0.5, 1.0):
+            g, mask = _fraction_grid_host(maps, factor, deg, fraction)
+            np.testing.assert_array_equal(g, ref_g.numpy())
+            np.testing.assert_array_equal(mask, masks_from_maps_ref(ref_g, fraction))
+    nan = maps.clone()
+    nan[0, 0, 0] = float("nan")
+    g, mask = _fraction_grid_host(nan, factor, None, 0.5)
+    np.testing.assert_array_equal(g, grid_maps(nan, factor).numpy())  # non-finite map: all zero, no cell
+    assert not mask[0].any() and (g[0] == 0).all()
+
+
+def masks_from_maps_ref(g: torch.Tensor, fraction: float) -> np.ndarray:
+    """The generic rule, written out: cells at or above fraction * max, and above zero."""
+    t = g.flatten(1).amax(dim=1).view(-1, 1, 1) * fraction
+    return ((g >= t) & (g > 0)).numpy()
+
+
+def test_cpu_fraction_boxes_equal_the_generic_path():
+    """boxes_from_grid on CPU maps (numpy fast path) equals the torch grid + mask with the same host labelling."""
+    from core.boxes import masks_from_maps
+    from core.grid_boxes import boxes_from_stats, grid_maps, host_component_stats
+
+    maps = smooth_maps(32, seed=11)
+    deg = torch.zeros(32, dtype=torch.bool)
+    deg[3] = True
+    for spec in (Threshold("fraction", 0.45), Threshold("fraction", 0.6, min_area=0.02), Threshold("fraction", 0.0)):
+        got = boxes_from_grid(maps, SIZE, spec, 8, deg)
+        g = grid_maps(maps, 8, deg)
+        ref = boxes_from_stats(host_component_stats(masks_from_maps(g, spec), g), 32, (56, 56), SIZE, spec.min_area)
+        assert got == ref
+
+
+@pytest.mark.parametrize("shape", [(9, 7, 7), (9, 14, 14), (9, 56, 56), (9, 224, 224), (9, 1, 5)])
+def test_numpy_normalisation_equals_the_torch_one_bit_for_bit(shape):
+    """normalize_maps on the CPU (numpy) equals its torch code exactly, degenerate flags included: random
+    signed maps, NaN, +-Inf, finite values whose float32 sum overflows, constant, tiny-span, all-zero maps,
+    and maps flagged invalid."""
+    from core.postprocess import normalize_maps, normalize_maps_torch
+
+    g = torch.Generator().manual_seed(shape[1])
+    raw = torch.randn(*shape, generator=g) * 3 - 1
+    raw[1, 0, 0] = float("nan")
+    raw[2, 0, -1], raw[2, -1, 0] = float("inf"), -float("inf")
+    raw[3] = 3.0e38 * torch.rand(shape[1:], generator=g)  # finite, but a float32 sum overflows
+    raw[4] = 0.25  # constant
+    raw[5] = 1.0 + 1e-8 * torch.rand(shape[1:], generator=g)  # span below FLAT_RTOL
+    raw[6] = 0.0
+    invalid = torch.zeros(shape[0], dtype=torch.bool)
+    invalid[7] = True
+    for inv in (None, invalid):
+        got, got_deg = normalize_maps(raw, inv)
+        ref, ref_deg = normalize_maps_torch(raw.flatten(1), inv)
+        assert torch.equal(got.flatten(1), ref) and torch.equal(got_deg, ref_deg)
+        assert got_deg[1:7].tolist() == [True, True, False, True, True, True]  # the huge finite map is kept
+        assert got_deg[7].item() == (inv is not None)

@@ -13,13 +13,17 @@ three box paths are measured side by side: ``map-only:haycam+`` (maps at input s
 the 8× grid: ``core.explain``'s default), ``map-only:haycam+:lowres`` (boxes on the grid, no
 input-size maps: what the stream worker does) and ``map-only:haycam+:full`` (boxes from the
 input-size maps, the path before the grid, kept as ``box_resolution="full"``); likewise
-``haycam+`` vs ``haycam+:full`` end to end.
+``haycam+`` vs ``haycam+:full`` end to end. Those rows all run on today's helpers; the issue's "today's path
+measured beside it" is the code when issue 16 was filed, so the same run ends with
+``tools.bench_postforward.compare``: that code (``--against``, default 5f1ac1b, ``git archive``) and the stream
+worker's path, each in fresh processes, alternating over ``--old-rounds`` rounds (``--old-rounds 0`` skips it).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import statistics
+import sys
 import time
 from typing import Callable
 
@@ -29,6 +33,7 @@ from tqdm import tqdm
 
 import core
 from core.model import CamModel, build_torchvision
+from tools.bench_postforward import ISSUE_16_BASE, OLD, WORKER, compare
 
 PGC = {"gradcam": "GradCAM", "gradcam++": "GradCAMPlusPlus", "layercam": "LayerCAM", "eigencam": "EigenCAM"}
 
@@ -72,7 +77,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--no-reference", action="store_true", help="skip pytorch-grad-cam")
     ap.add_argument("--json", default=None, help="also write the rows as JSON to this file")
+    ap.add_argument("--against", default=ISSUE_16_BASE,
+                    help=f"git revision whose core/ is the old code for the post-forward ratio (default {ISSUE_16_BASE})")
+    ap.add_argument("--old-rounds", type=int, default=5,
+                    help="alternating rounds against the old code (tools.bench_postforward; default 5, 0 skips)")
     args = ap.parse_args(argv)
+    if args.old_rounds > 0 and (args.device != "cpu" or args.backbone != "resnet18" or args.size != 224):
+        print("bench_cam: note: the comparison with the old code runs ResNet18 at 224 px on the CPU only; skipped",
+              file=sys.stderr)
+        args.old_rounds = 0
 
     device = torch.device(args.device)
     if args.threads:
@@ -159,16 +172,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"after the forward only (HayCAM+ with boxes vs pytorch-grad-cam EigenCAM without): {mo:.1f}×")
     full = by_name["map-only:haycam+:full"]["sec_per_batch"]
     print("\nHayCAM+ after the forward (map + boxes), ms per image:")
-    for key, label in (("map-only:haycam+:full", "input-size maps, boxes on them (before)"),
+    for key, label in (("map-only:haycam+:full", "input-size maps, boxes on them (today's helpers)"),
                        ("map-only:haycam+", "input-size maps, boxes on the grid (core.explain default)"),
                        ("map-only:haycam+:lowres", "grid boxes, no input-size maps (the stream worker)")):
         sec = by_name[key]["sec_per_batch"]
-        print(f"  {label}: {1e3 * sec / args.batch:.3f} ms/image, {full / sec:.2f}× less than before")
-    print(f"(target: the worker's post-forward time ≥ 4× lower than before: "
-          f"{full / by_name['map-only:haycam+:lowres']['sec_per_batch']:.2f}×)")
+        print(f"  {label}: {1e3 * sec / args.batch:.3f} ms/image, {full / sec:.2f}× less than the first")
+    old = None
+    if args.old_rounds > 0:
+        print(f"\nAgainst the code when issue 16 was filed (core/ at {args.against}), each in fresh processes:\n")
+        try:
+            old = compare(args.against, args.old_rounds, batch=args.batch, variants=(OLD, WORKER))
+        except ValueError as exc:
+            print(f"bench_cam: error: {exc}", file=sys.stderr)
+            return 2
+        print(old.table())
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"config": vars(args), "rows": rows}, f, indent=2)
+            json.dump({"config": vars(args), "rows": rows, "against_old_code": vars(old) if old else None}, f,
+                      indent=2)
     return 0
 
 
