@@ -84,7 +84,7 @@ class SourcePeople:
         snapshot_dir: where decided people's best crop is saved (None: no snapshots).
         margin: boxes are reported enlarged by this fraction per side, clipped to the frame. The pipeline
             passes 0: faces mode reports the face box, as the every-frame path does
-            (``stream.worker.reported_faces``); the classifier's crop adds ``worker.face_margin`` on its own.
+            (``stream.processor.reported_faces``); the classifier's crop adds ``worker.face_margin`` on its own.
         live: the source drops frames when the worker falls behind (a camera, a stream): only then does the
             detector interval back off with the load (:meth:`adapt`). A file or folder waits for the worker,
             so it is never behind: there the interval stays ``detect_every`` and the results do not depend on

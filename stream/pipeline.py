@@ -27,11 +27,12 @@ from stream.display import QUIT, TOGGLE_HEATMAP, Display
 from stream.errors import UserError
 from stream.frames import FrameSource, SourceEvent
 from stream.overlay import HeatmapAnnotator, annotate, build_annotators
+from stream.processor import Processor, create_backend
 from stream.redact import redact_text
 from stream.results import Done, FrameResult, SkippedFrame
 from stream.sinks import SINKS, EventsSink, SinkContext
 from stream.summary import RunSummary
-from stream.worker import BatchWorker, Processor, create_backend
+from stream.worker import BatchWorker
 
 log = logging.getLogger(__name__)
 
@@ -342,7 +343,7 @@ def people_stage(cfg: Config, class_names: Sequence[str], live: Mapping[str, boo
         return None
     from stream.people import PeopleStage
 
-    # boxes are reported as the face box, as stream.worker.reported_faces does without tracking
+    # boxes are reported as the face box, as stream.processor.reported_faces does without tracking
     return PeopleStage(class_names, cfg.people, cfg.sinks.snapshots, 0.0, live)
 
 

@@ -85,7 +85,7 @@ def process_tracked_faces(
     source is one wave).
 
     Args:
-        proc: the ``stream.worker.Processor`` (its ``detector``, ``cfg``, ``class_names``, ``input_size``),
+        proc: the ``stream.processor.Processor`` (its ``detector``, ``cfg``, ``class_names``, ``input_size``),
             or the ray engine's camera stage with the same attributes.
         frames: usable frames (BGR), any mix of sources, each source's frames in order.
         stage: the people stage.

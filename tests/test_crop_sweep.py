@@ -60,7 +60,7 @@ def test_margin_015_relabels_as_the_worker_and_main_runs(shared_data, tmp_path, 
     """One val photo with the annotated boxes as the 'detector': relabel(margin:0.15) == Processor's labels."""
     from stream.config import WorkerConfig
     from stream.frames import Frame
-    from stream.worker import Processor, create_backend
+    from stream.processor import Processor, create_backend
     from tools.crowd_eval import TWO_CLASS
     from tools.detector_recall import split_files
 
@@ -95,7 +95,7 @@ def test_margin_015_relabels_as_the_worker_and_main_runs(shared_data, tmp_path, 
     lines += [{"type": "detection", "name": a["file"].split("/")[-1], "box": [float(v) for v in b[:4]],
                "score": 0.9, "label": "with_mask"} for b in boxes]
     ev.write_text("".join(json.dumps(x) + "\n" for x in lines))
-    monkeypatch.setattr("stream.worker.create_backend", lambda cfg: backend)  # built once above (~10 s)
+    monkeypatch.setattr("stream.processor.create_backend", lambda cfg: backend)  # built once above (~10 s)
     assert main(["--data", str(data), "--split", "val", "--events", str(ev), "--crops", "margin:0.15,square:1.4"]) == 0
     out = capsys.readouterr().out
     assert f"{len(boxes)} found two-class faces" in out

@@ -25,8 +25,8 @@ from stream.errors import UserError  # noqa: E402
 from stream.frames import Frame  # noqa: E402
 from stream.people import PeopleStage  # noqa: E402
 from stream.people_config import PeopleConfig  # noqa: E402
+from stream.processor import Processor  # noqa: E402
 from stream.results import FrameResult  # noqa: E402
-from stream.worker import Processor  # noqa: E402
 from tests._stream_fakes import CLASSES, save_seeded_checkpoint, torch_backend  # noqa: E402
 
 

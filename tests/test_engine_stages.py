@@ -16,8 +16,8 @@ from stream.config import ThresholdConfig, WorkerConfig
 from stream.engines.resume import ResumeAfter
 from stream.engines.stages import CameraStage, InferenceCore, model_inputs
 from stream.frames import Frame, SourceEvent, SourceState
+from stream.processor import Processor
 from stream.results import FrameResult, SkippedFrame
-from stream.worker import Processor
 from tests._stream_fakes import FakeDetector, FakeSource, make_frame, save_seeded_checkpoint, torch_backend, write_video
 
 ROOT = Path(__file__).resolve().parents[1]

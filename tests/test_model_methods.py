@@ -23,7 +23,7 @@ from core.grid_boxes import boxes_from_grid  # noqa: E402
 from core.preprocess import images_to_input  # noqa: E402
 from stream.config import ThresholdConfig, WorkerConfig  # noqa: E402
 from stream.errors import UserError  # noqa: E402
-from stream.worker import Processor, resolve_method  # noqa: E402
+from stream.processor import Processor, resolve_method  # noqa: E402
 from tests._stream_fakes import make_frame, save_seeded_checkpoint, torch_backend  # noqa: E402
 
 SHIFT = {"variant": "shift", "variance_fraction": 0.5, "shifts": 2}

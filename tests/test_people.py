@@ -22,8 +22,8 @@ from stream.frames import Frame  # noqa: E402
 from stream.people import PeopleStage, SourcePeople  # noqa: E402
 from stream.people_config import PeopleConfig, VoteConfig  # noqa: E402
 from stream.people_summary import PeopleSummary  # noqa: E402
+from stream.processor import Processor  # noqa: E402
 from stream.results import FrameResult  # noqa: E402
-from stream.worker import Processor  # noqa: E402
 from tests._stream_fakes import CLASSES, FakeDetector, save_seeded_checkpoint, torch_backend  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -17,8 +17,8 @@ from stream.config import Config, ThresholdConfig, WorkerConfig, from_dict  # no
 from stream.frames import Frame, SourceEvent, SourceState  # noqa: E402
 from stream.overlay import build_annotators  # noqa: E402
 from stream.pipeline import Pipeline, PipelineError, build_pipeline  # noqa: E402
+from stream.processor import Processor  # noqa: E402
 from stream.sinks import EventsSink, Sink, VideoSink  # noqa: E402
-from stream.worker import Processor  # noqa: E402
 from tests._stream_fakes import (  # noqa: E402
     FakeDetector,
     FakeSource,

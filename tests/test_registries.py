@@ -83,7 +83,7 @@ def test_a_sink_without_from_options_or_a_taken_name_is_refused():
 
 def test_backend_options_from_the_config_reach_the_backend(tmp_path):
     pytest.importorskip("onnxruntime")
-    from stream.worker import create_backend
+    from stream.processor import create_backend
 
     cfg = load_config(None, {"worker": {"backend": "onnxruntime", "device": "cpu", "backend_options": {
         "onnxruntime": {"threads": 1, "graph_opt": "basic", "cache_dir": str(tmp_path)},

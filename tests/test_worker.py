@@ -20,9 +20,10 @@ from core.explain import explain  # noqa: E402
 from core.preprocess import images_to_input  # noqa: E402
 from stream.config import WorkerConfig  # noqa: E402
 from stream.frames import Frame, SourceEvent, SourceState  # noqa: E402
+from stream.processor import Processor, resolve_threshold  # noqa: E402
 from stream.results import Done, FrameResult, SkippedFrame  # noqa: E402
 from stream.sources.normalize import to_bgr  # noqa: E402
-from stream.worker import BatchWorker, Processor, resolve_threshold  # noqa: E402
+from stream.worker import BatchWorker  # noqa: E402
 from tests._stream_fakes import CLASSES, FakeDetector, FakeSource, make_frame, save_seeded_checkpoint, torch_backend  # noqa: E402
 from tests.conftest import ROOT
 

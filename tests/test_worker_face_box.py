@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 from stream.config import WorkerConfig  # noqa: E402
-from stream.worker import Processor  # noqa: E402
+from stream.processor import Processor  # noqa: E402
 from tests._stream_fakes import FakeDetector, make_frame, save_seeded_checkpoint, torch_backend  # noqa: E402
 
 
@@ -30,7 +30,7 @@ def test_face_box_is_the_detector_box_not_the_crop(tmp_path):
 def test_reported_faces_clips_boxes_and_fills_missing_scores():
     import numpy as np
 
-    from stream.worker import reported_faces
+    from stream.processor import reported_faces
 
     dets = np.array([[-4, 2, 30, 20, 0.9], [50, 60, 130, 90, 0.7], [1, 1, 5, 5, 0.1]], np.float32)
     got = reported_faces(dets, np.array([1, 0]), (80, 120))  # H=80, W=120; the third row not kept

@@ -1,4 +1,4 @@
-"""stream.worker.resolve_threshold: `threshold.mode: calibrated` reads the checkpoint's fitted threshold
+"""stream.processor.resolve_threshold: `threshold.mode: calibrated` reads the checkpoint's fitted threshold
 (the one `explain` and `eval` use), and falls back to a fraction where there is none."""
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from core.boxes import Threshold  # noqa: E402
 from core.checkpoint import DEFAULT_CHECKPOINT, read_thresholds  # noqa: E402
 from stream.config import ThresholdConfig, WorkerConfig  # noqa: E402
 from stream.errors import UserError  # noqa: E402
-from stream.worker import resolve_threshold  # noqa: E402
+from stream.processor import resolve_threshold  # noqa: E402
 from tests._stream_fakes import save_seeded_checkpoint  # noqa: E402
 
 
@@ -45,7 +45,7 @@ def test_calibrated_takes_mode_and_value_from_the_checkpoint(tmp_path):
 def test_falls_back_to_the_configured_fraction_and_says_so(tmp_path, caplog):
     ck = _with_thresholds(tmp_path, {})
     cfg = WorkerConfig(checkpoint=str(ck), method="layercam", threshold=ThresholdConfig("calibrated", 0.3, 0.0))
-    with caplog.at_level(logging.INFO, logger="stream.worker"):
+    with caplog.at_level(logging.INFO, logger="stream.processor"):
         assert resolve_threshold(cfg) == Threshold("fraction", 0.3, 0.0)
     assert "no calibrated threshold for layercam" in caplog.text
     # an ONNX file alone carries no thresholds: the shipped model's must not be borrowed for it

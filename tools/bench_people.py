@@ -93,9 +93,9 @@ def run_crowd(counts: list[int], frames: int, backends: list[str], size=(1280, 7
     from stream.config import load_config
     from stream.people import PeopleStage
     from stream.pipeline import Pipeline, create_detector
+    from stream.processor import Processor, create_backend
     from stream.sinks import EventsSink, VideoSink
     from stream.sources import SourceOptions, open_source
-    from stream.worker import Processor, create_backend
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_people_"))
     rows = []

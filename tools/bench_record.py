@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from stream.config import ThresholdConfig, WorkerConfig
     from stream.pipeline import SAMPLE_CLIP
-    from stream.worker import Processor
+    from stream.processor import Processor
     from tools.bench_stream import get_backend
     from tools.paced_source import PacedSource, load_frames
 

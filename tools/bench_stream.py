@@ -40,8 +40,8 @@ from stream.config import ThresholdConfig, WorkerConfig, from_dict  # noqa: E402
 from stream.frames import Frame  # noqa: E402
 from stream.overlay import build_annotators  # noqa: E402
 from stream.pipeline import SAMPLE_CLIP, Pipeline  # noqa: E402
+from stream.processor import Processor  # noqa: E402
 from stream.sinks import EventsSink, VideoSink  # noqa: E402
-from stream.worker import Processor  # noqa: E402
 from tools.paced_source import PacedSource, load_frames  # noqa: E402
 
 

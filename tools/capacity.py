@@ -98,7 +98,7 @@ def detect_ms(frame: np.ndarray, reps: int) -> float | None:
 
 def infer_ms(device: str, batches: list[int], reps: int, checkpoint: str | None) -> tuple[dict, object]:
     from stream.engines.stages import InferenceCore, model_inputs
-    from stream.worker import create_backend
+    from stream.processor import create_backend
 
     cfg = WorkerConfig(device=device, checkpoint=checkpoint)
     core = InferenceCore(create_backend(cfg), cfg)

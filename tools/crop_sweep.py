@@ -93,7 +93,7 @@ def wrong_by_size(pred: np.ndarray, truth: np.ndarray, sizes: list[str]) -> dict
 
 def relabel(proc, crops: list[np.ndarray], flip: bool = False, batch: int = 32) -> np.ndarray:
     """Class indices (n,) the worker's classifier gives the BGR ``crops`` (each (h, w, 3) uint8): the worker's
-    own input path (``stream.worker.Processor._to_input``), the backend's forward, argmax of the softmax (with
+    own input path (``stream.processor.Processor._to_input``), the backend's forward, argmax of the softmax (with
     ``flip``: of the mean of the crop's and its mirror's probabilities)."""
     import torch
 
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"{args.data / 'annotations.json'} not found (pass --data)")
 
     from stream.config import WorkerConfig
-    from stream.worker import Processor, create_backend
+    from stream.processor import Processor, create_backend
 
     faces = matched_faces(args.data, args.split, args.events)
     cfg = WorkerConfig(mode="faces", device="cpu")

@@ -129,7 +129,7 @@ def check(out: Path, checkpoint: str | None, masked_span: tuple[float, float] = 
     sys.path.insert(0, str(ROOT))
     from stream.config import WorkerConfig
     from stream.frames import Frame
-    from stream.worker import Processor, create_backend
+    from stream.processor import Processor, create_backend
 
     cfg = WorkerConfig(checkpoint=checkpoint, device="cpu")
     proc = Processor(create_backend(cfg), cfg)

@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     from sklearn.model_selection import GroupKFold
 
     from stream.config import WorkerConfig
-    from stream.worker import Processor, create_backend
+    from stream.processor import Processor, create_backend
 
     cfg = WorkerConfig(mode="faces", device="cpu")
     proc = Processor(create_backend(cfg), cfg, inference_only=True)

@@ -56,7 +56,7 @@ class InferenceReplica:
     def __init__(self, cfg: Config, device: str, threads: int, max_batch: int, wait_s: float) -> None:
         import torch
 
-        from stream.worker import create_backend
+        from stream.processor import create_backend
 
         torch.set_num_threads(max(1, threads))
         wcfg = replace(cfg.worker, device=device)

@@ -1,6 +1,6 @@
 """The local worker's processing, cut where a network goes: camera side | inference side.
 
-``stream.worker.Processor.process`` runs, in one process: preprocess -> forward + explain ->
+``stream.processor.Processor.process`` runs, in one process: preprocess -> forward + explain ->
 pack results. The ray engine runs the same steps in two places, and this module is that split
 (no Ray here, so it is tested without Ray against ``Processor`` itself):
 
@@ -13,7 +13,7 @@ pack results. The ray engine runs the same steps in two places, and this module 
   one forward and one batched explanation -> per-image class scores, the S x S uint8 map and
   the boxes in model-input pixels (never a full-resolution map).
 
-Both sides call ``stream.worker``'s own steps (``usable_frames``, ``face_crops``, ``shrink_large`` /
+Both sides call ``stream.processor``'s own steps (``usable_frames``, ``face_crops``, ``shrink_large`` /
 ``small_to_input``, ``Processor.explain``, ``frame_results`` / ``face_results``): this module only decides
 what crosses the network, so on the CPU the outputs are the local engine's (tests/test_engine_stages.py
 compares them).
@@ -31,8 +31,7 @@ import torch
 from core.preprocess import bgr_to_input
 from stream.config import WorkerConfig
 from stream.frames import Frame
-from stream.results import FrameResult
-from stream.worker import (
+from stream.processor import (
     Processor,
     face_crops,
     face_results,
@@ -41,7 +40,8 @@ from stream.worker import (
     small_to_input,
     usable_frames,
 )
-from stream.worker import empty_output as _empty_output
+from stream.processor import empty_output as _empty_output
+from stream.results import FrameResult
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ def model_inputs(images: Sequence[np.ndarray], info: ModelInfo, fast_resize: boo
     """BGR uint8 images of any size -> what a replica gets for them (the local CPU preprocessing).
 
     When every image is larger than 4 S^2 pixels and ``fast_resize`` is on, the images are shrunk
-    as uint8 here (``stream.worker.shrink_large``, as ``Processor`` does on the CPU) and sent as
+    as uint8 here (``stream.processor.shrink_large``, as ``Processor`` does on the CPU) and sent as
     (n, S, S, 3) uint8: 150 kB per image at S = 224, normalised on the replica. Otherwise the
     normalised input (n, 3, S, S) float32 is computed here, exactly as ``Processor`` does.
 
@@ -102,7 +102,7 @@ class InferenceCore:
     """Forward + explanation for batches of prepared inputs (the replica's work; no threads).
 
     Args:
-        backend: ``stream.worker.create_backend`` result (any backend of the ``core.backends`` registry).
+        backend: ``stream.processor.create_backend`` result (any backend of the ``core.backends`` registry).
         cfg: worker settings (method, threshold, mode; ``batch_size`` is not used here).
     """
 
@@ -145,11 +145,11 @@ class Prepared:
     items: list  # per input frame: a Frame (good) or a SkippedFrame
     inputs: np.ndarray  # see model_inputs
     rects: list  # faces mode: per good frame (m, 4) int rects; frame mode: []
-    faces: list  # faces mode: per good frame (m, 5) reported face boxes and scores (stream.worker.reported_faces)
+    faces: list  # faces mode: per good frame (m, 5) reported face boxes and scores (stream.processor.reported_faces)
 
 
 class CameraStage:
-    """The camera side of :class:`stream.worker.Processor`: prepare inputs, then build results.
+    """The camera side of :class:`stream.processor.Processor`: prepare inputs, then build results.
 
     Args:
         info: the model as the replicas describe it.

@@ -4,7 +4,7 @@ Reads the ``detection`` events (issue 13's schema: ``frame_index``, ``box``, ``l
 ``person_id`` (null when untracked), ``person_label`` (the person's decided label or ``"undecided"``))
 and counts ``person`` events by kind. Frames become 1-based (MOT): ``frame = frame_index + 1``.
 
-faces-mode boxes in the events are the detector's face boxes (``stream.worker.reported_face_boxes``), so
+faces-mode boxes in the events are the detector's face boxes (``stream.processor.reported_face_boxes``), so
 they are compared with the ground-truth face boxes as they are (``margin`` 0). Events written before that
 change carry the crop the classifier saw, the face box enlarged by ``worker.face_margin`` (0.15) per side;
 ``margin=0.15`` shrinks those back (a face box enlarged by 0.15 per side has IoU 0.59 with itself).
