@@ -14,7 +14,6 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 from core.detect import DEFAULT, TiledDetector, TilingOptions, detector_class  # noqa: E402
-from core.detect.base import FaceDetector, PackageSpec  # noqa: E402
 from core.detect.tiled import detect_regions, pass_regions  # noqa: E402
 from core.track import FaceTracker, TrackerParams  # noqa: E402
 from core.track.crowd_schedule import adapt_backoff, combine_passes, cycle_frames, pieces_due  # noqa: E402
@@ -27,31 +26,14 @@ from stream.people import PeopleStage  # noqa: E402
 from stream.people_config import PeopleConfig  # noqa: E402
 from stream.processor import Processor  # noqa: E402
 from stream.results import FrameResult  # noqa: E402
+from tests._detect_fakes import BlobDetector as _BlobDetector  # noqa: E402
 from tests._stream_fakes import CLASSES, save_seeded_checkpoint, torch_backend  # noqa: E402
 
 
-class BlobDetector(FaceDetector):
-    """Fake: every white (255) blob of its input is a face, scored ``score``; counts its calls and inputs."""
+class BlobDetector(_BlobDetector):
+    """The blob fake with this file's score threshold (0.3: its weak seeds of 0.4 pass it)."""
 
-    name = "blobs"
-    package = PackageSpec(module="numpy", dist="numpy", licence="BSD")
-    default_options = {"score_threshold": 0.3, "nms_iou": 0.4, "input_size": None}
-
-    def __init__(self, score: float = 0.9, **opts) -> None:
-        super().__init__(**opts)
-        self.score = score
-        self.seen: list[tuple[int, int]] = []
-
-    def _raw(self, images):
-        import cv2
-
-        out = []
-        for im in images:
-            self.seen.append(im.shape[:2])
-            n, _, stats, _ = cv2.connectedComponentsWithStats((im[..., 0] == 255).astype(np.uint8), connectivity=8)
-            out.append(np.asarray([[x, y, x + w, y + h, self.score] for x, y, w, h, _ in stats[1:]],
-                                  np.float32).reshape(-1, 5))
-        return out
+    default_options = {**_BlobDetector.default_options, "score_threshold": 0.3}
 
 
 # ---------------------------------------------------------------- the schedule (pure)

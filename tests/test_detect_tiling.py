@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from core.detect import DEFAULT, TiledDetector, TilingOptions, create_detector, detector_class
-from core.detect.base import FaceDetector, PackageSpec
 from core.detect.tiling import box_ios, merge_detections, plan_tiles, shift_detections, tile_grid
+from tests._detect_fakes import BlobDetector
 
 DATA = Path(__file__).parent / "data"
 
@@ -135,27 +135,6 @@ def test_merge_rejects(kwargs, match):
 
 
 # ---------------------------------------------------------------- the wrapper
-
-
-class BlobDetector(FaceDetector):
-    """Fake: every white (255) 8-connected blob of its input is a face, scored 0.9; records input sizes."""
-
-    name = "blobs"
-    package = PackageSpec(module="numpy", dist="numpy", licence="BSD")
-    default_options = {"score_threshold": 0.5, "nms_iou": 0.4, "input_size": None}
-
-    def __init__(self, **opts) -> None:
-        super().__init__(**opts)
-        self.seen: list[tuple[int, int]] = []
-
-    def _raw(self, images):
-        out = []
-        for im in images:
-            self.seen.append(im.shape[:2])
-            n, _, stats, _ = cv2.connectedComponentsWithStats((im[..., 0] == 255).astype(np.uint8), connectivity=8)
-            boxes = [[x, y, x + w, y + h, 0.9] for x, y, w, h, _ in stats[1:]]
-            out.append(np.asarray(boxes, np.float32).reshape(-1, 5))
-        return out
 
 
 def test_tiled_detector_one_box_per_blob_in_frame_pixels():
