@@ -27,7 +27,7 @@ Evaluation (never the test side):
     nice python -m tools.crowd_eval --split train --configs crowd --out out/train_crowd
     nice python -m tools.crowd_eval --split val --configs crowd --out out/val_crowd
     nice python -m tools.crowd_finetune --train-events out/train_crowd/events-crowd.jsonl \\
-        --val-events out/val_crowd/events-crowd.jsonl --folds 3 --out out/crowd_ft \\
+        --val-events out/val_crowd/events-crowd.jsonl --out out/crowd_ft \\
         [--export core/assets/maskstream_mobilenet_v2_crowd.pt]
 
 ``--export`` writes the model trained on all train rows as a float16 checkpoint (like the shipped one); fit its
@@ -232,10 +232,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--train-events", type=Path, required=True, help="events of `crowd_eval --split train --configs crowd`")
     p.add_argument("--val-events", type=Path, required=True, help="events of `crowd_eval --split val --configs crowd`")
     p.add_argument("--margin", type=float, default=MARGIN, help="the worker's face_margin (the crowd preset's: 0.3)")
-    p.add_argument("--folds", type=int, default=3, help="grouped CV folds over the train photos (0: none)")
-    p.add_argument("--tail-from", type=int, default=14, help="first trained block of mobilenet_v2.features")
-    p.add_argument("--views", type=int, default=3, help="views per found face (the first clean)")
-    p.add_argument("--originals", type=int, default=6000, help="images drawn from the shipped training set")
+    p.add_argument("--folds", type=int, default=2, help="grouped CV folds over the train photos (0: none)")
+    p.add_argument("--tail-from", type=int, default=17, help="first trained block of mobilenet_v2.features")
+    p.add_argument("--views", type=int, default=2, help="views per found face (the first clean)")
+    p.add_argument("--originals", type=int, default=4000, help="images drawn from the shipped training set")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--batch-size", type=int, default=64)
