@@ -30,25 +30,32 @@ def test_worker_rect_adds_the_margin_rounds_outwards_and_clips():
     assert worker_rect((300, 10, 310, 20), (100, 200), 0.3) is None
 
 
+def rgb255(x: np.ndarray, y: int, x_: int) -> tuple:
+    """Pixel (y, x_) of a (3, S, S) RGB [0, 1] input, times 255 and rounded: (7, row, column) for coord_image."""
+    return tuple(int(round(float(v) * 255)) for v in x[:, y, x_])
+
+
 def test_worker_input_image_is_the_crop_stretched_to_the_input_size():
     img = coord_image()
     x = worker_input_image(img, (20.5, 10, 30, 20), 0.3, 64)  # crop columns 17..32, rows 7..22 (16 x 16 px)
-    assert x.shape == (64, 64, 3) and x.dtype == np.uint8
-    # upsampling 4x (align_corners=False): the corner pixels are the crop's corner pixels
-    assert tuple(x[0, 0]) == (17, 7, 7) and tuple(x[-1, -1]) == (32, 22, 7)
-    # output column i samples source column (i + 0.5) / 4 - 0.5 (clamped at 0) of a crop whose values are 17 + column:
-    # i = 0..8 -> 17, 17, 17.125, 17.375, 17.625, 17.875, 18.125, 18.375, 18.625 -> rounded
-    assert x[0, :9, 0].tolist() == [17, 17, 17, 17, 18, 18, 18, 18, 19]
+    assert x.shape == (3, 64, 64) and x.dtype == np.float32
+    # RGB of the BGR (column, row, 7) pixels; upsampling 4x (align_corners=False): corners = the crop's corners
+    assert rgb255(x, 0, 0) == (7, 7, 17) and rgb255(x, -1, -1) == (7, 22, 32)
+    # output column i samples source column (i + 0.5) / 4 - 0.5 (clamped at 0) of a crop whose values are
+    # 17 + column, not rounded: i = 0..8 -> 17, 17, 17.125, 17.375, 17.625, 17.875, 18.125, 18.375, 18.625
+    want = [17, 17, 17.125, 17.375, 17.625, 17.875, 18.125, 18.375, 18.625]
+    assert np.allclose(x[2, 0, :9] * 255, want, atol=1e-3)
     # the stretch: a 30 x 10 crop becomes a square image, columns spread over the whole width
     y = worker_input_image(img, (50, 50, 74, 58), 0.125, 30)  # + 3 / 1 px -> columns 47..76, rows 49..58
-    assert tuple(y[0, 0]) == (47, 49, 7) and tuple(y[-1, -1]) == (76, 58, 7)
+    assert rgb255(y, 0, 0) == (7, 49, 47) and rgb255(y, -1, -1) == (7, 58, 76)
     assert worker_input_image(img, (300, 10, 310, 20), 0.3, 64) is None
 
 
-def test_worker_input_image_matches_the_workers_model_input():
-    """Through the training path's `_to_input` (no augmentation) it is the worker's own input (Processor._to_input),
-    within one uint8 rounding; also for a crop large enough for the worker's uint8 shrink."""
-    from core.training.train_input import _to_input
+def test_worker_input_image_is_the_workers_model_input():
+    """Normalised, it is the worker's own input (Processor._to_input), also for a crop large enough for the worker's
+    uint8 shrink."""
+    from core.model import ModelMeta
+    from core.preprocess import normalize
     from stream.config import WorkerConfig
     from stream.processor import Processor
 
@@ -57,20 +64,15 @@ def test_worker_input_image_matches_the_workers_model_input():
 
     rng = np.random.default_rng(0)
     img = cv2.GaussianBlur(rng.integers(0, 256, (300, 400, 3), np.uint8), (5, 5), 0)
-    cfg = WorkerConfig(mode="faces", device="cpu", face_margin=0.3)
     proc = Processor.__new__(Processor)  # only _to_input is used: no model
-    proc.backend, proc.cfg = FakeBackend(), cfg
-    from core.model import ModelMeta
-
+    proc.backend, proc.cfg = FakeBackend(), WorkerConfig(mode="faces", device="cpu", face_margin=0.3)
     proc.meta = ModelMeta("mobilenet_v2", ("with_mask", "without_mask"), 32)
     proc.input_size = (32, 32)
     for box in ((100.3, 50.2, 109.8, 61.0), (10, 10, 250, 280)):  # a 10 px face; a crop over 4 x 32^2 px
         x1, y1, x2, y2 = worker_rect(box, img.shape[:2], 0.3)
         want = proc._to_input([img[y1:y2, x1:x2]])
-        mine = worker_input_image(img, box, 0.3, 32)
-        got = _to_input(torch.from_numpy(mine)[None], proc.meta, None, None)
-        std = torch.tensor(proc.meta.std).view(1, 3, 1, 1)
-        assert torch.allclose(got * std, want * std, atol=0.5 / 255 + 1e-6)
+        got = normalize(torch.from_numpy(worker_input_image(img, box, 0.3, 32))[None], proc.meta.mean, proc.meta.std)
+        assert torch.allclose(got, want, atol=1e-6)
 
 
 def _photo_folder(tmp_path):
@@ -111,15 +113,15 @@ def _photo_folder(tmp_path):
 def test_build_found_set_labels_each_found_face_by_its_annotation(tmp_path):
     data, ev = _photo_folder(tmp_path)
     s = build_found_set(data, "all", ev, margin=0.3, size=32)
-    assert len(s) == 2 and s.images.shape == (2, 32, 32, 3)
+    assert len(s) == 2 and s.images.shape == (2, 3, 32, 32)
     # the annotation's label, not the detector's: with_mask on a.png, without_mask on b.png
     assert s.labels.tolist() == [0, 1] and s.files == ["images/a.png", "images/b.png"]
     assert s.sizes == ["16-32px", "16-32px"]  # the ANNOTATED face's size (20 px), as crowd_eval counts
     assert np.allclose(s.det_px, [20.0, 20.0])
     # the image is the worker's crop of the DETECTOR box: (12,12,32,32) + 6 px -> columns/rows 6..37
-    assert tuple(s.images[0][0, 0]) == (6, 6, 7) and tuple(s.images[0][-1, -1]) == (37, 37, 7)
+    assert rgb255(s.images[0], 0, 0) == (7, 6, 6) and rgb255(s.images[0], -1, -1) == (7, 37, 37)
     # b.png: the 0.95 box (50,50,70,70) won -> 44..75
-    assert tuple(s.images[1][0, 0]) == (44, 44, 7) and tuple(s.images[1][-1, -1]) == (75, 75, 7)
+    assert rgb255(s.images[1], 0, 0) == (7, 44, 44) and rgb255(s.images[1], -1, -1) == (7, 75, 75)
 
 
 def test_photo_folds_keep_duplicate_groups_together():

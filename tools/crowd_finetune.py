@@ -67,7 +67,8 @@ class FoundSet:
     """Faces a detector found and the annotation they matched, as the worker's classifier input.
 
     Attributes:
-        images: (N, S, S, 3) uint8 BGR, :func:`core.data.worker_crops.worker_input_image` of each detector box.
+        images: (N, 3, S, S) float32 RGB in [0, 1], :func:`core.data.worker_crops.worker_input_image` of each
+            detector box (the worker's model input before normalisation).
         labels: (N,) int64 index into ``CLASSES`` (the annotated face's label).
         files: (N,) photo file of each face (relative to the data folder).
         sizes: (N,) size name of the ANNOTATED face (``tools.crowd_eval.SIZES``), as crowd_eval counts.
@@ -111,7 +112,7 @@ def build_found_set(data: Path, split: str, events: Path, margin: float = MARGIN
         files.append(f)
         sizes.append(size_name(ann))
         det.append(face_size(box))
-    images = np.stack(imgs) if imgs else np.zeros((0, size, size, 3), np.uint8)
+    images = np.stack(imgs) if imgs else np.zeros((0, 3, size, size), np.float32)
     return FoundSet(images, np.array(labels, np.int64), files, sizes, np.array(det, np.float64))
 
 
@@ -159,14 +160,26 @@ FOUND_AUG = dict(scale=(0.9, 1.1), translate=0.05)  # the worker's framing is th
 
 
 def _features(runner, images: np.ndarray, meta, aug, seed: int, batch: int, desc: str) -> np.ndarray:
-    """(N, C, h, w) float16 prefix features of (N, S, S, 3) uint8 BGR ``images`` (augmented when ``aug``)."""
+    """(N, C, h, w) float16 prefix features of ``images`` (augmented when ``aug``): (N, S, S, 3) uint8 BGR (the
+    training sets, through ``core.training.train_input._to_input``) or (N, 3, S, S) float32 RGB in [0, 1]
+    (:class:`FoundSet`, normalised as the worker does; augmented by the same ``augment_rgb01``)."""
     import torch
 
+    from core.data.augment import augment_rgb01
+    from core.preprocess import normalize
     from core.training.train_features import extract
     from core.training.train_input import _to_input
 
     g = torch.Generator().manual_seed(seed)
-    return extract(runner, len(images), lambda i: _to_input(torch.from_numpy(images[i]), meta, aug, g), batch, desc)
+    if images.dtype == np.uint8:
+        return extract(runner, len(images), lambda i: _to_input(torch.from_numpy(images[i]), meta, aug, g), batch,
+                       desc)
+
+    def rgb01(i):
+        x = torch.from_numpy(images[i])
+        return normalize(x if aug is None else augment_rgb01(x.clone(), aug, g, out_size=meta.input_size), meta.mean,
+                         meta.std)
+    return extract(runner, len(images), rgb01, batch, desc)
 
 
 def train_tail(net, tail_from: int, feats: np.ndarray, labels: np.ndarray, args, out: Path):
