@@ -19,8 +19,7 @@ from core.model import CamModel, ModelMeta, build_torchvision
 
 FORMAT = "maskstream-checkpoint"
 VERSION = 1
-ASSETS = Path(__file__).resolve().parent / "assets"
-DEFAULT_CHECKPOINT = ASSETS / "maskstream_mobilenet_v2.pt"
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "assets" / "maskstream_mobilenet_v2.pt"
 
 
 class CheckpointError(ValueError):
@@ -77,22 +76,9 @@ def save_checkpoint(
     return path
 
 
-def resolve_checkpoint(path: str | os.PathLike | None) -> Path:
-    """The file a checkpoint value names: None -> the shipped model; a bare file name (no folder) that is not a
-    file in the working directory but is one of the package's assets -> ``core/assets/NAME``, so a bundled
-    config can name a shipped checkpoint (``worker.checkpoint: maskstream_mobilenet_v2_crowd.pt``) that is found
-    from any directory and in an installed copy; anything else as given."""
-    if path is None:
-        return DEFAULT_CHECKPOINT
-    p = Path(path)
-    if not p.is_file() and len(p.parts) == 1 and (ASSETS / p.name).is_file():
-        return ASSETS / p.name
-    return p
-
-
 def _read_blob(path: str | os.PathLike | None, map_location: str | torch.device = "cpu") -> tuple[Path, dict]:
     """(path, the checked file dict) of a maskstream checkpoint (default: the shipped model)."""
-    path = resolve_checkpoint(path)
+    path = Path(path) if path is not None else DEFAULT_CHECKPOINT
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path}: no such file")
     try:

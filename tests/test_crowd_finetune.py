@@ -138,14 +138,3 @@ def test_count_by_size_and_class():
     assert c == {"n": 5, "wrong": 2, "wrong <16px": 1, "wrong 16-32px": 0, "wrong >=32px": 1,
                  "unmasked right": 2, "unmasked": 3, "masked right": 1, "masked": 2}
 
-
-def test_a_bare_checkpoint_name_is_found_among_the_assets_from_any_directory(tmp_path, monkeypatch):
-    from core.checkpoint import ASSETS, DEFAULT_CHECKPOINT, resolve_checkpoint
-
-    monkeypatch.chdir(tmp_path)
-    assert resolve_checkpoint(None) == DEFAULT_CHECKPOINT
-    assert resolve_checkpoint("maskstream_mobilenet_v2.pt") == ASSETS / "maskstream_mobilenet_v2.pt"
-    (tmp_path / "maskstream_mobilenet_v2.pt").write_bytes(b"x")  # a file of that name here wins
-    assert resolve_checkpoint("maskstream_mobilenet_v2.pt") == tmp_path.joinpath("maskstream_mobilenet_v2.pt").relative_to(tmp_path)
-    assert resolve_checkpoint("runs/maskstream_mobilenet_v2.pt").as_posix() == "runs/maskstream_mobilenet_v2.pt"
-    assert resolve_checkpoint("nothing.pt").as_posix() == "nothing.pt"  # missing: reported by load_checkpoint
