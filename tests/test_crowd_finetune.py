@@ -185,3 +185,15 @@ def test_found_set_gives_the_workers_labels_on_a_real_photo(shared_data, tmp_pat
     h, w = img.shape[:2]
     clipped = [tuple(round(float(v), 1) for v in np.clip(b[:4], 0, [w, h, w, h])) for b in boxes]
     assert len(worker) == len(boxes) and [worker[c] for c in clipped] == mine
+
+
+def test_bad_options_are_user_errors(tmp_path, capsys):
+    from tools.crowd_finetune import main
+
+    ev = tmp_path / "ev.jsonl"
+    ev.write_text("")
+    for argv, msg in ((["--train-events", str(tmp_path / "nope.jsonl"), "--val-events", str(ev)], "nope.jsonl: no such"),
+                      (["--train-events", str(ev), "--val-events", str(ev), "--data", str(tmp_path)], "annotations.json")):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 2 and msg in capsys.readouterr().err

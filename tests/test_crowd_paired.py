@@ -34,3 +34,11 @@ def test_paired_errors_on_faces_both_found_and_only_one_found(tmp_path, capsys):
     assert "| events-default | 0/1 (0/0/0) | - |" in out
     assert "| events-crowd | 1/1 (0/1/0) | 0/1 (0/0/0) |" in out  # 30 px is 16-32 px (sqrt of the area < 32)
     assert "| events-old | 0/1 (0/0/0) | - |" in out
+
+
+def test_a_missing_events_file_is_a_user_error(tmp_path, capsys):
+    import pytest
+
+    with pytest.raises(SystemExit) as e:
+        main(["--data", str(tmp_path), "--base", str(tmp_path / "nope.jsonl"), "--other", str(tmp_path / "x.jsonl")])
+    assert e.value.code == 2 and "nope.jsonl: no such events file" in capsys.readouterr().err

@@ -261,13 +261,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     for ev in (args.train_events, args.val_events):
         if not ev.is_file():
-            raise SystemExit(f"{ev}: no such events file")
+            p.error(f"{ev}: no such events file")
     if not (args.data / "annotations.json").is_file():
-        raise SystemExit(f"{args.data / 'annotations.json'} not found (pass --data)")
+        p.error(f"{args.data / 'annotations.json'} not found (pass --data)")
     if not 1 <= args.tail_from <= 18:
-        raise SystemExit(f"--tail-from {args.tail_from}: must be in 1..18 (mobilenet_v2.features)")
+        p.error(f"--tail-from {args.tail_from}: must be in 1..18 (mobilenet_v2.features)")
     if not 0.0 <= args.margin <= 1.0:
-        raise SystemExit(f"--margin {args.margin}: must be in [0, 1]")
+        p.error(f"--margin {args.margin}: must be in [0, 1]")
     import torch
 
     from core.checkpoint import load_checkpoint, save_checkpoint

@@ -61,9 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     for ev in (args.base, args.other, *args.also):
         if not ev.is_file():
-            raise SystemExit(f"{ev}: no such events file")
+            p.error(f"{ev}: no such events file")
     if not (args.data / "annotations.json").is_file():
-        raise SystemExit(f"{args.data / 'annotations.json'} not found (pass --data)")
+        p.error(f"{args.data / 'annotations.json'} not found (pass --data)")
     keep = split_files(args.data, args.split)
     anns = [a for a in json.loads((args.data / "annotations.json").read_text()) if keep is None or a["file"] in keep]
     truth = {(a["file"], g): b["label"] for a in anns for g, b in enumerate(a["boxes"])}
