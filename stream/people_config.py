@@ -126,6 +126,9 @@ class PeopleConfig:
         camera_zoom: with ``camera_motion``, also measure zoom (and roll): corners followed by optical flow
             and a RANSAC similarity fit (``core.track.motion.CameraMotion``), so boxes carried between
             detector runs follow their faces' position and size through a zoom.
+        camera_cuts: with ``camera_motion``, tell a cut to another scene from a camera move (the previous frame,
+            moved by the measured motion, no longer resembles this one) and end every track there: across a cut a
+            lost face's grown gate would otherwise give its id to a new face at its old place.
         tracker: the face tracker.
         vote: the per-person vote.
         crowd: faces mode: the schedule of the full-cost detector (``worker.crowd_detector_options``).
@@ -140,6 +143,7 @@ class PeopleConfig:
     max_classify_per_frame: int = 0
     camera_motion: bool = True
     camera_zoom: bool = True
+    camera_cuts: bool = True
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     vote: VoteConfig = field(default_factory=VoteConfig)
     crowd: CrowdConfig = field(default_factory=CrowdConfig)

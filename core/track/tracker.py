@@ -30,6 +30,9 @@ gives the filter a false drift and a shrinking size):
 * tracks found at the last detector run choose first, lost ones take what is left (DeepSORT's matching
   cascade), so a lost track's wide gate never takes a face that a track in view explains.
 
+At a cut to another scene (``step(cut=True)``, from the camera-motion model) every track ends: a lost track's
+gate grows while it is lost, and across a cut it would otherwise take a new face at its old place.
+
 A face found on a frame is reported at the detector's box (what faces mode reports without tracking);
 between detector runs and for carried faces the box is the prediction.
 """
@@ -337,6 +340,7 @@ class FaceTracker:
         seeded: np.ndarray | None = None,
         seed_region: tuple[float, float, float, float] | None = None,
         hold_frames: int = 0,
+        cut: bool = False,
     ) -> TrackStep:
         """Advance one frame.
 
@@ -355,12 +359,20 @@ class FaceTracker:
                 of it when ``seeded`` is given): a held track whose predicted centre lies there and that
                 no seed matched loses its hold.
             hold_frames: see ``seeded``.
+            cut: this frame starts a new scene (``core.track.motion.CameraMotion.last_cut``): a face's place in
+                the old view says nothing about the new one, so no track may match across it by position or
+                motion, and with no appearance model nothing else could match it: every track ends here (its
+                person has left, last seen on its last matched frame) and the new scene's faces start new ones.
 
         Returns:
             :class:`TrackStep` for this frame.
         """
         p = self.params
         self.frame += 1
+        ended: dict[int, int] = {}
+        if cut:  # without an appearance model nothing can tell an old face in the new view: all tracks end
+            ended = {t.public_id: t.last_match for t in self.tracks if t.public_id >= 0}
+            self.tracks = []
         warp = camera_matrix(shift)
         for t in self.tracks:
             t.predict()
@@ -369,7 +381,6 @@ class FaceTracker:
         n_det = 0 if detections is None else len(detections)
         det_of: dict[int, int] = {}  # id(track) -> detection index
         confirmed: list[int] = []
-        ended: dict[int, int] = {}
         d = np.zeros((0, 5), np.float32)
         if detections is not None:
             d = np.asarray(detections, np.float32).reshape(-1, 5) if n_det else np.zeros((0, 5), np.float32)
