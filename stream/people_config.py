@@ -30,6 +30,7 @@ class TrackerConfig:
     new_track_score: float = _T.new_track_score
     gate: float = _T.gate
     gate_new: float = _T.gate_new
+    max_gate_growth: float = _T.max_gate_growth
     max_size_ratio: float = _T.max_size_ratio
     min_hits: int = _T.min_hits
     max_lost_frames: int = _T.max_lost_frames
@@ -48,6 +49,11 @@ class TrackerConfig:
         )
         _check(0 < self.gate <= 20, "gate", f"must be in (0, 20] face sizes, got {self.gate}")
         _check(0 < self.gate_new <= 20, "gate_new", f"must be in (0, 20] face sizes, got {self.gate_new}")
+        _check(
+            1.0 <= self.max_gate_growth <= 10,
+            "max_gate_growth",
+            f"must be in [1, 10] (the gate's growth factor while lost), got {self.max_gate_growth}",
+        )
         _check(1.0 <= self.max_size_ratio <= 10, "max_size_ratio", f"must be in [1, 10], got {self.max_size_ratio}")
         _check(1 <= self.min_hits <= 100, "min_hits", f"must be an int in [1, 100], got {self.min_hits}")
         _check(

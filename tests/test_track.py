@@ -231,7 +231,7 @@ def test_finish_ends_every_confirmed_track():
 
 @pytest.mark.parametrize(
     "kw",
-    [{"low_score": 0.6, "high_score": 0.5}, {"gate": 0}, {"max_size_ratio": 0.5}, {"min_hits": 0}],
+    [{"low_score": 0.6, "high_score": 0.5}, {"gate": 0}, {"max_size_ratio": 0.5}, {"min_hits": 0}, {"max_gate_growth": 0.9}],
 )
 def test_bad_tracker_params_are_refused(kw):
     with pytest.raises(ValueError):

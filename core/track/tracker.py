@@ -58,7 +58,8 @@ class TrackerParams:
         gate: a pair is allowed when the centre distance is at most ``gate`` face sizes (sqrt(w*h)).
         gate_new: the same for a track seen once (no velocity yet).
         gate_growth: the gate grows by this fraction per frame since the track was last matched
-            (the prediction's uncertainty), up to ``3 x gate``.
+            (the prediction's uncertainty), up to ``max_gate_growth x gate``.
+        max_gate_growth: the most the gate grows while a track is lost (a factor).
         max_size_ratio: a pair is allowed when the sizes differ by at most this factor.
         min_hits: matched detections before a track is confirmed (and gets an id).
         max_lost_frames: a lost track is kept this many frames, then it ends.
@@ -71,6 +72,7 @@ class TrackerParams:
     gate: float = 1.5
     gate_new: float = 2.5
     gate_growth: float = 0.1
+    max_gate_growth: float = 3.0
     max_size_ratio: float = 2.0
     min_hits: int = 2
     max_lost_frames: int = 30
@@ -81,8 +83,8 @@ class TrackerParams:
             raise ValueError(f"need 0 <= low_score <= high_score <= 1, got {self.low_score}, {self.high_score}")
         if not self.high_score <= self.new_track_score <= 1.0:
             raise ValueError(f"new_track_score must be in [high_score, 1], got {self.new_track_score}")
-        if self.gate <= 0 or self.gate_new <= 0 or self.gate_growth < 0:
-            raise ValueError("gate and gate_new must be > 0 and gate_growth >= 0")
+        if self.gate <= 0 or self.gate_new <= 0 or self.gate_growth < 0 or self.max_gate_growth < 1:
+            raise ValueError("gate and gate_new must be > 0, gate_growth >= 0 and max_gate_growth >= 1")
         if self.max_size_ratio < 1:
             raise ValueError(f"max_size_ratio must be >= 1, got {self.max_size_ratio}")
         if self.min_hits < 1 or self.max_lost_frames < 0:
@@ -314,7 +316,7 @@ class FaceTracker:
         out = []
         for t in tracks:
             base = p.gate_new if t.hits < 2 else p.gate
-            out.append(base * min(3.0, 1.0 + p.gate_growth * max(0, self.frame - t.last_match - 1)))
+            out.append(base * min(p.max_gate_growth, 1.0 + p.gate_growth * max(0, self.frame - t.last_match - 1)))
         return np.array(out)
 
     def _cost(self, tracks: list[_Track], dets: np.ndarray, gate_scale: float) -> np.ndarray:
