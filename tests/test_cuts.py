@@ -152,7 +152,7 @@ def test_people_stage_detects_on_the_cut_frame_and_reports_left_then_appeared():
     """The detector interval is 5, but the cut frame gets a detection run: the old person's ``left`` event comes on
     the cut frame (its frame_index: the last frame it was shown on, 7, the one before the cut; last matched on 6)
     and the new scene's face is a new person on the next frame (not 5 frames later)."""
-    sp = SourcePeople("cam", CLASSES, PeopleConfig(detect_every=5, detect_every_s=10.0))
+    sp = SourcePeople("cam", CLASSES, PeopleConfig(detect_every=5, detect_every_s=10.0, camera_cuts=True))
     a, b = _texture(6), _texture(7)
     events, asked = [], []
     for i in range(14):

@@ -406,3 +406,15 @@ def test_estimate_shift_leaves_its_inputs_unchanged():
     assert np.array_equal(a, a0) and np.array_equal(b, b0)
     assert estimate_shift(a, b, 1.0) == first  # the same inputs give the same shift on a second call
     assert first[0] == pytest.approx(3.0, abs=0.1)
+
+
+@pytest.mark.parametrize("cap, same_id", [(3.0, True), (1.5, False)])
+def test_max_gate_growth_caps_how_far_a_lost_face_may_come_back(cap, same_id):
+    """A still 40-px face, seen 4 times, then missing for 20 detector runs: its gate has grown to
+    1.5 x min(cap, 1 + 0.1 x 19) face sizes: 4.35 with cap 3, 2.25 with cap 1.5. A confident face 3.5 sizes
+    away takes its id back only under the larger cap; otherwise it is a new person."""
+    tr = FaceTracker(TrackerParams(max_gate_growth=cap))
+    frames: list = [[box(100, 100, 40)] for _ in range(4)] + [[] for _ in range(20)] + [[box(240, 100, 40)]] * 2
+    ids, steps = run(tr, frames)
+    assert ids[3] == {0: 1}
+    assert ids[-1] == ({0: 1} if same_id else {0: 2})
