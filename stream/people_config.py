@@ -34,6 +34,7 @@ class TrackerConfig:
     max_size_ratio: float = _T.max_size_ratio
     min_hits: int = _T.min_hits
     max_lost_frames: int = _T.max_lost_frames
+    anchor_in_view: bool = _T.anchor_in_view
 
     def __post_init__(self) -> None:
         _check(_unit(self.high_score), "high_score", f"must be in [0, 1], got {self.high_score}")

@@ -64,6 +64,10 @@ class TrackerParams:
         min_hits: matched detections before a track is confirmed (and gets an id).
         max_lost_frames: a lost track is kept this many frames, then it ends.
         velocity_noise: Kalman process noise of the velocity, per frame, as a fraction of the face size.
+        anchor_in_view: a track in view whose prediction matched no confident detection may still match one
+            at its last observed box (moved with the camera), after every track in view had its turn: one
+            detector box of the wrong size gives the filter a size velocity that shrinks or grows the
+            prediction past the size gate within one detector interval.
     """
 
     high_score: float = 0.5
@@ -77,6 +81,7 @@ class TrackerParams:
     min_hits: int = 2
     max_lost_frames: int = 30
     velocity_noise: float = 0.05
+    anchor_in_view: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.low_score <= self.high_score <= 1.0:
@@ -319,14 +324,14 @@ class FaceTracker:
             out.append(base * min(p.max_gate_growth, 1.0 + p.gate_growth * max(0, self.frame - t.last_match - 1)))
         return np.array(out)
 
-    def _cost(self, tracks: list[_Track], dets: np.ndarray, gate_scale: float) -> np.ndarray:
+    def _cost(self, tracks: list[_Track], dets: np.ndarray, gate_scale: float, anchored: bool = False) -> np.ndarray:
         """Association cost of ``tracks`` to ``dets`` (n, 4). A lost track (not found at the last detector
         run) may also match at its last observed box moved with the camera (OC-SORT's observation-centric
         recovery): a partly hidden face gives the filter a wrong velocity, so its prediction drifts away
         while the face itself stays where it was last seen."""
         gates = self._gates(tracks) * gate_scale
         cost = association_cost(np.array([t.box for t in tracks]), dets, gates, self.params.max_size_ratio)
-        lost = np.array([not t.visible for t in tracks], bool)
+        lost = np.array([anchored or not t.visible for t in tracks], bool)
         if lost.any() and len(dets):
             anchored = association_cost(
                 np.array([t.anchor_box for t in tracks])[lost], dets, gates[lost], self.params.max_size_ratio
@@ -399,10 +404,12 @@ class FaceTracker:
             matched_d: set[int] = set()
             for level in (True, False):
                 rows = [i for i, t in enumerate(pool) if t.visible == level]
+                if not level and p.anchor_in_view:  # tracks in view left over: at their last observed box too
+                    rows += [i for i, t in enumerate(pool) if t.visible and i not in matched_t]
                 cols = np.array([k for k in high if int(k) not in matched_d], np.int64)
                 if not rows or not len(cols):
                     continue
-                cost = self._cost([pool[i] for i in rows], d[cols, :4], 1.0)
+                cost = self._cost([pool[i] for i in rows], d[cols, :4], 1.0, anchored=not level)
                 for r, k in _assign(cost):
                     det_of[id(pool[rows[r]])] = int(cols[k])
                     matched_t.add(rows[r])
