@@ -30,6 +30,10 @@ gives the filter a false drift and a shrinking size):
 * tracks found at the last detector run choose first, lost ones take what is left (DeepSORT's matching
   cascade), so a lost track's wide gate never takes a face that a track in view explains.
 
+And a track in view whose prediction matched nothing may, with the lost ones, match what is left at its last
+observed box (``anchor_in_view``): one detector box of the wrong size gives the filter a size velocity that,
+over a 5-frame detector interval, carries the prediction past the size gate (tune clips: ID switches 14 -> 12).
+
 At a cut to another scene (``step(cut=True)``, from the camera-motion model) every track ends: a lost track's
 gate grows while it is lost, and across a cut it would otherwise take a new face at its old place.
 
@@ -81,7 +85,7 @@ class TrackerParams:
     min_hits: int = 2
     max_lost_frames: int = 30
     velocity_noise: float = 0.05
-    anchor_in_view: bool = False
+    anchor_in_view: bool = True
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.low_score <= self.high_score <= 1.0:
