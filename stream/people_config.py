@@ -135,9 +135,9 @@ class PeopleConfig:
             detector runs follow their faces' position and size through a zoom.
         camera_cuts: with ``camera_motion``, tell a cut to another scene from a camera move (the previous frame,
             moved by the measured motion, no longer resembles this one) and end every track there: across a cut a
-            lost face's grown gate would otherwise give its id to a new face at its old place. Off by default: on
-            the tune clips it raised IDF1 (0.780 -> 0.793, 0.721 -> 0.759) but also the ID switches (14 -> 17), and
-            the rule fixed before measuring asked for both (README, tracking benchmark).
+            lost face's grown gate would otherwise give its id to a new face at its old place. Tune clips (README,
+            tracking benchmark): alone IDF1 0.780 -> 0.793 and 0.721 -> 0.759 but ID switches 14 -> 17 (new tracks
+            after the cut split); with ``tracker.anchor_in_view`` 0.792 and 0.765 with 12 switches.
         tracker: the face tracker.
         vote: the per-person vote.
         crowd: faces mode: the schedule of the full-cost detector (``worker.crowd_detector_options``).
@@ -152,7 +152,7 @@ class PeopleConfig:
     max_classify_per_frame: int = 0
     camera_motion: bool = True
     camera_zoom: bool = True
-    camera_cuts: bool = False
+    camera_cuts: bool = True
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     vote: VoteConfig = field(default_factory=VoteConfig)
     crowd: CrowdConfig = field(default_factory=CrowdConfig)

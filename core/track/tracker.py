@@ -63,7 +63,7 @@ class TrackerParams:
         gate_new: the same for a track seen once (no velocity yet).
         gate_growth: the gate grows by this fraction per frame since the track was last matched
             (the prediction's uncertainty), up to ``max_gate_growth x gate``.
-        max_gate_growth: the most the gate grows while a track is lost (a factor).
+        max_gate_growth: the most the gate grows while a track is lost (a factor; 3 before, a tie on the tune clips).
         max_size_ratio: a pair is allowed when the sizes differ by at most this factor.
         min_hits: matched detections before a track is confirmed (and gets an id).
         max_lost_frames: a lost track is kept this many frames, then it ends.
@@ -80,7 +80,7 @@ class TrackerParams:
     gate: float = 1.5
     gate_new: float = 2.5
     gate_growth: float = 0.1
-    max_gate_growth: float = 3.0
+    max_gate_growth: float = 1.5
     max_size_ratio: float = 2.0
     min_hits: int = 2
     max_lost_frames: int = 30
