@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from core.track import FaceTracker, TrackerParams
-from core.track.motion import CameraMotion, motion_agreement
+from core.track.motion import CameraMotion, changed_share, motion_agreement
 from stream.frames import Frame
 from stream.people import SourcePeople
 from stream.people_config import PeopleConfig
@@ -186,3 +186,23 @@ def test_camera_cuts_false_keeps_the_old_behaviour():
         step, _, _ = sp.track(f, np.array([box(300, 200, 60) if i < 5 else box(320, 215, 60)], np.float32))
         ids.append(list(step.ids))
     assert ids[4] == [1] and ids[9] == [1]
+
+
+def test_one_object_jumping_in_front_of_a_plain_wall_is_not_a_cut():
+    """The only texture is a bright square that jumps across the frame (and a changing frame number): the
+    correlation sees no agreement, but a third of the frame changed, not most of it. A real cut on the same
+    plain-wall setup (the wall's grey changes too) is one."""
+    def fr(x: int, wall: int = 40) -> np.ndarray:
+        im = np.full((72, 96, 3), wall, np.uint8)
+        cv2.rectangle(im, (x, 20), (x + 30, 60), (230, 230, 230), -1)
+        return im
+
+    cm = CameraMotion()
+    for x in (0, 7, 14, 21, 60, 4, 11):
+        cm.update(fr(x))
+        assert not cm.last_cut
+    g0 = cv2.cvtColor(fr(11), cv2.COLOR_BGR2GRAY)
+    g1 = cv2.cvtColor(fr(60), cv2.COLOR_BGR2GRAY)
+    assert changed_share(g0, g1, IDENT) == pytest.approx(2 * 31 * 41 / (96 * 72), abs=0.03)  # both places of the square
+    cm.update(_texture(10, 72, 96))
+    assert cm.last_cut

@@ -21,7 +21,10 @@ their overlap, :func:`motion_agreement`). Any camera move that was measured leav
 nothing does. On the 36 trainval benchmark clips (5,304 frame pairs, pans, zooms, 5-fps pans of a face's
 width per frame, occluding boards) the 6 cuts score 0.03-0.13 and every other pair 0.50 or more, so a cut is
 an agreement under ``cut_ncc`` (0.3) between two textured copies, right after a pair that agreed (at least
-``cut_ncc``: a stream that no motion explains, such as noise, is never cut on every frame). The tracker uses it (``FaceTracker.step(cut=...)``):
+``cut_ncc``: a stream that no motion explains, such as noise, is never cut on every frame), and with at least
+``cut_changed`` (half) of the pixels changed by more than 20 grey levels (:func:`changed_share`; the tune cuts
+0.67-0.88, every other pair 0.47 or less): one object jumping in front of a plain wall is no cut, though the
+correlation, which only sees the textured part, would say so. The tracker uses it (``FaceTracker.step(cut=...)``):
 a position in the old view says nothing about the new one.
 """
 
@@ -127,6 +130,30 @@ def motion_agreement(prev: np.ndarray, cur: np.ndarray, m: np.ndarray, min_std: 
     return float((a * b).mean() / (sa * sb))
 
 
+def changed_share(prev: np.ndarray, cur: np.ndarray, m: np.ndarray, diff: float = 20.0) -> float | None:
+    """The share of ``cur``'s pixels that ``prev`` moved by ``m`` does not explain: grey levels differing by more
+    than ``diff`` over the pixels both cover (None when they share none). A cut changes most of the frame; one
+    object moving or appearing in front of a plain wall changes a part of it.
+
+    Args:
+        prev, cur: (h, w) grayscale copies of the same size.
+        m: (2, 3) map of ``prev``'s pixels to ``cur``'s.
+        diff: grey levels.
+
+    Returns:
+        A share in [0, 1], or None.
+    """
+    h, w = cur.shape[:2]
+    mm = np.asarray(m, np.float64).reshape(2, 3)
+    moved = cv2.warpAffine(np.asarray(prev, np.float32), mm, (w, h), flags=cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_CONSTANT, borderValue=-1.0)
+    inside = cv2.warpAffine(np.ones((prev.shape[0], prev.shape[1]), np.float32), mm, (w, h), flags=cv2.INTER_NEAREST,
+                            borderMode=cv2.BORDER_CONSTANT, borderValue=0.0) > 0.5
+    if not inside.any():
+        return None
+    return float((np.abs(moved[inside] - np.asarray(cur, np.float32)[inside]) > diff).mean())
+
+
 def similarity_scale(m: np.ndarray) -> float:
     """The scale of a (2, 3) similarity ``[[a, -b, tx], [b, a, ty]]``: ``sqrt(|det L|)``."""
     m = np.asarray(m, np.float64).reshape(2, 3)
@@ -166,12 +193,14 @@ class CameraMotion:
             (else they may all lie on one moving person in front of a plain background).
         min_response: phase-correlation peak under which its translation is not trusted.
         cut_ncc: a pair of textured frames whose :func:`motion_agreement` under the estimated motion is below
-            this is a cut (:attr:`last_cut`); None: never a cut.
+            this is a cut (:attr:`last_cut`) when at least ``cut_changed`` of the frame changed
+            (:func:`changed_share`); None: never a cut.
+        cut_changed: see ``cut_ncc``.
     """
 
     def __init__(self, width: int = SMALL_WIDTH, zoom: bool = True, max_corners: int = 60, min_inliers: int = 12,
                  min_inlier_share: float = 0.5, max_zoom: float = 1.25, min_span: float = 0.35,
-                 min_response: float = 0.2, cut_ncc: float | None = 0.3) -> None:
+                 min_response: float = 0.2, cut_ncc: float | None = 0.3, cut_changed: float = 0.5) -> None:
         self.width = int(width)
         self.zoom = bool(zoom)
         self.max_corners = int(max_corners)
@@ -181,6 +210,7 @@ class CameraMotion:
         self.min_span = float(min_span)
         self.min_response = float(min_response)
         self.cut_ncc = None if cut_ncc is None else float(cut_ncc)
+        self.cut_changed = float(cut_changed)
         self._prev: np.ndarray | None = None  # (h, width) uint8
         self._corners: np.ndarray | None = None  # (n, 1, 2) float32, corners of the previous copy
         self.last_method = "none"  # "similarity" | "shift" | "none" (what the last update used)
@@ -222,6 +252,9 @@ class CameraMotion:
             # camera's grain over a plain scene) would otherwise be a cut on every frame
             self.last_cut = (self.last_agreement is not None and self.last_agreement < self.cut_ncc
                              and before is not None and before >= self.cut_ncc)
+            if self.last_cut:  # ...and most of the frame changed (not one object jumping in front of a plain wall)
+                share = changed_share(prev, cur, m_small)
+                self.last_cut = share is not None and share >= self.cut_changed
             if self.last_cut:  # what was fitted across a cut is no camera motion
                 m_small = IDENTITY.copy()
         self._corners = self._find_corners(cur)
