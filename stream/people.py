@@ -119,7 +119,11 @@ class SourcePeople:
         self._last_t: float | None = None
         self._period: float | None = None
         self._last_step: TrackStep | None = None
-        self.motion = CameraMotion(zoom=cfg.camera_zoom) if cfg.camera_motion else None
+        self.motion = (
+            CameraMotion(zoom=cfg.camera_zoom, cut_ncc=None if not cfg.camera_cuts else CameraMotion().cut_ncc)
+            if cfg.camera_motion else None
+        )
+        self._pending: tuple[Frame, np.ndarray | None, bool] | None = None  # camera motion measured ahead of track()
 
     # ------------------------------------------------------------ time
     def media_time(self, frame: Frame) -> float:
@@ -148,10 +152,23 @@ class SourcePeople:
         return expand_boxes(boxes, self.margin, frame.image.shape[:2])
 
     # ------------------------------------------------------------ detect less
-    def wants_detection(self) -> bool:
-        """Run the detector on the next frame? Every ``detect_every`` frames, and whenever a new face
-        awaits confirmation or nobody is in view (the detector is then the only way to find anyone)."""
+    def camera(self, frame: Frame) -> tuple[np.ndarray | None, bool]:
+        """The camera's motion into ``frame`` ((2, 3) or None) and whether ``frame`` starts a new scene (a cut).
+        Measured once per frame: :meth:`wants_detection` may measure it ahead of :meth:`track`."""
+        if self.motion is None:
+            return None, False
+        if self._pending is None or self._pending[0] is not frame:
+            m = self.motion.update(frame.image)
+            self._pending = (frame, m, bool(self.motion.last_cut))
+        return self._pending[1], self._pending[2]
+
+    def wants_detection(self, frame: Frame | None = None) -> bool:
+        """Run the detector on the next frame (``frame``, when given)? Every ``detect_every`` frames, and
+        whenever a new face awaits confirmation, nobody is in view (the detector is then the only way to find
+        anyone) or ``frame`` starts a new scene (every track ends there)."""
         if self.since_detect + 1 >= self.interval():
+            return True
+        if frame is not None and self.camera(frame)[1]:
             return True
         # (a tentative track held for the next full-cost pass waits for that pass, not for this detector)
         tentative = any(t.public_id < 0 and t.held_until < self.tracker.frame for t in self.tracker.tracks)
@@ -211,8 +228,9 @@ class SourcePeople:
         else:
             self.since_detect = 0
             self.detector_runs += 1
-        shift = self.motion.update(frame.image) if self.motion is not None else None
-        step = self.tracker.step(detections, shift, **seeding)
+        shift, cut = self.camera(frame)
+        self._pending = None
+        step = self.tracker.step(detections, shift, cut=cut, **seeding)
         self._last_step = step
         events: list[dict] = []
         for pid, last in sorted(step.ended.items()):

@@ -133,7 +133,7 @@ def _tracked_wave(proc: Any, frames: Sequence[Frame], stage: PeopleStage,
         crowd = getattr(proc, "crowd", None)
         piece = crowd.run(f, sp.media_time(f), sp.interval()) if crowd is not None else None
         seeding: dict = {}
-        if piece is not None or sp.wants_detection():
+        if piece is not None or sp.wants_detection(f):
             dets = np.asarray(proc.detector.detect([f.image])[0], np.float32).reshape(-1, 5)
             seeded = np.zeros(len(dets), bool)
             if piece is not None:

@@ -211,6 +211,8 @@ def test_files_never_back_off_the_detector_interval():
         ({"tracker": {"low_score": 0.9}}, "people.tracker.low_score"),
         ({"tracker": {"min_hits": 0}}, "people.tracker.min_hits"),
         ({"tracker": {"gaet": 1}}, "people.tracker.gaet"),
+        ({"tracker": {"max_gate_growth": 0.5}}, "people.tracker.max_gate_growth"),
+        ({"camera_cuts": "yes"}, "people.camera_cuts"),
         ({"enabled": "yes"}, "people.enabled"),
     ],
 )

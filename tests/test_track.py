@@ -231,7 +231,7 @@ def test_finish_ends_every_confirmed_track():
 
 @pytest.mark.parametrize(
     "kw",
-    [{"low_score": 0.6, "high_score": 0.5}, {"gate": 0}, {"max_size_ratio": 0.5}, {"min_hits": 0}],
+    [{"low_score": 0.6, "high_score": 0.5}, {"gate": 0}, {"max_size_ratio": 0.5}, {"min_hits": 0}, {"max_gate_growth": 0.9}],
 )
 def test_bad_tracker_params_are_refused(kw):
     with pytest.raises(ValueError):
@@ -406,3 +406,34 @@ def test_estimate_shift_leaves_its_inputs_unchanged():
     assert np.array_equal(a, a0) and np.array_equal(b, b0)
     assert estimate_shift(a, b, 1.0) == first  # the same inputs give the same shift on a second call
     assert first[0] == pytest.approx(3.0, abs=0.1)
+
+
+@pytest.mark.parametrize("cap, same_id", [(3.0, True), (1.5, False)])
+def test_max_gate_growth_caps_how_far_a_lost_face_may_come_back(cap, same_id):
+    """A still 40-px face, seen 4 times, then missing for 20 detector runs: its gate has grown to
+    1.5 x min(cap, 1 + 0.1 x 19) face sizes: 4.35 with cap 3, 2.25 with cap 1.5. A confident face 3.5 sizes
+    away takes its id back only under the larger cap; otherwise it is a new person."""
+    tr = FaceTracker(TrackerParams(max_gate_growth=cap))
+    frames: list = [[box(100, 100, 40)] for _ in range(4)] + [[] for _ in range(20)] + [[box(240, 100, 40)]] * 2
+    ids, steps = run(tr, frames)
+    assert ids[3] == {0: 1}
+    assert ids[-1] == ({0: 1} if same_id else {0: 2})
+
+
+@pytest.mark.parametrize("anchor_in_view, same_id", [(False, False), (True, True)])
+def test_one_undersized_box_does_not_split_a_face_in_view_with_anchor_in_view(anchor_in_view, same_id):
+    """A still 160-px face, detector every 5 frames. One detection comes 30% smaller (a detector's jitter, as on
+    the tune clip 04_cut): the filter takes a shrinking size velocity, and 5 frames later its prediction is under
+    half the face's size, past the size gate (2x). Matching at the last observed box (anchor_in_view) keeps the
+    id; without it the face becomes a new track."""
+    tr = FaceTracker(TrackerParams(anchor_in_view=anchor_in_view))
+    frames: list = []
+    for k in range(5):
+        s = 112 if k == 3 else 160
+        frames += [[box(500, 250, s)]] + [None] * 4
+    frames += [[box(500, 250, 160)]]
+    ids, steps = run(tr, frames)
+    assert ids[15] == {0: 1}
+    pred = steps[19].boxes[0]
+    assert (pred[2] - pred[0]) < 80  # the carried prediction shrank under half the face (the size gate is 2x)
+    assert ids[20] == ({0: 1} if same_id else {})

@@ -30,6 +30,13 @@ gives the filter a false drift and a shrinking size):
 * tracks found at the last detector run choose first, lost ones take what is left (DeepSORT's matching
   cascade), so a lost track's wide gate never takes a face that a track in view explains.
 
+And a track in view whose prediction matched nothing may, with the lost ones, match what is left at its last
+observed box (``anchor_in_view``): one detector box of the wrong size gives the filter a size velocity that,
+over a 5-frame detector interval, carries the prediction past the size gate (tune clips: ID switches 14 -> 12).
+
+At a cut to another scene (``step(cut=True)``, from the camera-motion model) every track ends: a lost track's
+gate grows while it is lost, and across a cut it would otherwise take a new face at its old place.
+
 A face found on a frame is reported at the detector's box (what faces mode reports without tracking);
 between detector runs and for carried faces the box is the prediction.
 """
@@ -55,11 +62,16 @@ class TrackerParams:
         gate: a pair is allowed when the centre distance is at most ``gate`` face sizes (sqrt(w*h)).
         gate_new: the same for a track seen once (no velocity yet).
         gate_growth: the gate grows by this fraction per frame since the track was last matched
-            (the prediction's uncertainty), up to ``3 x gate``.
+            (the prediction's uncertainty), up to ``max_gate_growth x gate``.
+        max_gate_growth: the most the gate grows while a track is lost (a factor; 3 before, a tie on the tune clips).
         max_size_ratio: a pair is allowed when the sizes differ by at most this factor.
         min_hits: matched detections before a track is confirmed (and gets an id).
         max_lost_frames: a lost track is kept this many frames, then it ends.
         velocity_noise: Kalman process noise of the velocity, per frame, as a fraction of the face size.
+        anchor_in_view: a track in view whose prediction matched no confident detection may still match one
+            at its last observed box (moved with the camera), after every track in view had its turn: one
+            detector box of the wrong size gives the filter a size velocity that shrinks or grows the
+            prediction past the size gate within one detector interval.
     """
 
     high_score: float = 0.5
@@ -68,18 +80,20 @@ class TrackerParams:
     gate: float = 1.5
     gate_new: float = 2.5
     gate_growth: float = 0.1
+    max_gate_growth: float = 1.5
     max_size_ratio: float = 2.0
     min_hits: int = 2
     max_lost_frames: int = 30
     velocity_noise: float = 0.05
+    anchor_in_view: bool = True
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.low_score <= self.high_score <= 1.0:
             raise ValueError(f"need 0 <= low_score <= high_score <= 1, got {self.low_score}, {self.high_score}")
         if not self.high_score <= self.new_track_score <= 1.0:
             raise ValueError(f"new_track_score must be in [high_score, 1], got {self.new_track_score}")
-        if self.gate <= 0 or self.gate_new <= 0 or self.gate_growth < 0:
-            raise ValueError("gate and gate_new must be > 0 and gate_growth >= 0")
+        if self.gate <= 0 or self.gate_new <= 0 or self.gate_growth < 0 or self.max_gate_growth < 1:
+            raise ValueError("gate and gate_new must be > 0, gate_growth >= 0 and max_gate_growth >= 1")
         if self.max_size_ratio < 1:
             raise ValueError(f"max_size_ratio must be >= 1, got {self.max_size_ratio}")
         if self.min_hits < 1 or self.max_lost_frames < 0:
@@ -311,17 +325,17 @@ class FaceTracker:
         out = []
         for t in tracks:
             base = p.gate_new if t.hits < 2 else p.gate
-            out.append(base * min(3.0, 1.0 + p.gate_growth * max(0, self.frame - t.last_match - 1)))
+            out.append(base * min(p.max_gate_growth, 1.0 + p.gate_growth * max(0, self.frame - t.last_match - 1)))
         return np.array(out)
 
-    def _cost(self, tracks: list[_Track], dets: np.ndarray, gate_scale: float) -> np.ndarray:
+    def _cost(self, tracks: list[_Track], dets: np.ndarray, gate_scale: float, anchored: bool = False) -> np.ndarray:
         """Association cost of ``tracks`` to ``dets`` (n, 4). A lost track (not found at the last detector
         run) may also match at its last observed box moved with the camera (OC-SORT's observation-centric
         recovery): a partly hidden face gives the filter a wrong velocity, so its prediction drifts away
         while the face itself stays where it was last seen."""
         gates = self._gates(tracks) * gate_scale
         cost = association_cost(np.array([t.box for t in tracks]), dets, gates, self.params.max_size_ratio)
-        lost = np.array([not t.visible for t in tracks], bool)
+        lost = np.array([anchored or not t.visible for t in tracks], bool)
         if lost.any() and len(dets):
             anchored = association_cost(
                 np.array([t.anchor_box for t in tracks])[lost], dets, gates[lost], self.params.max_size_ratio
@@ -337,6 +351,7 @@ class FaceTracker:
         seeded: np.ndarray | None = None,
         seed_region: tuple[float, float, float, float] | None = None,
         hold_frames: int = 0,
+        cut: bool = False,
     ) -> TrackStep:
         """Advance one frame.
 
@@ -355,12 +370,20 @@ class FaceTracker:
                 of it when ``seeded`` is given): a held track whose predicted centre lies there and that
                 no seed matched loses its hold.
             hold_frames: see ``seeded``.
+            cut: this frame starts a new scene (``core.track.motion.CameraMotion.last_cut``): a face's place in
+                the old view says nothing about the new one, so no track may match across it by position or
+                motion, and with no appearance model nothing else could match it: every track ends here (its
+                person has left, last seen on its last matched frame) and the new scene's faces start new ones.
 
         Returns:
             :class:`TrackStep` for this frame.
         """
         p = self.params
         self.frame += 1
+        ended: dict[int, int] = {}
+        if cut:  # without an appearance model nothing can tell an old face in the new view: all tracks end
+            ended = {t.public_id: t.last_match for t in self.tracks if t.public_id >= 0}
+            self.tracks = []
         warp = camera_matrix(shift)
         for t in self.tracks:
             t.predict()
@@ -369,7 +392,6 @@ class FaceTracker:
         n_det = 0 if detections is None else len(detections)
         det_of: dict[int, int] = {}  # id(track) -> detection index
         confirmed: list[int] = []
-        ended: dict[int, int] = {}
         d = np.zeros((0, 5), np.float32)
         if detections is not None:
             d = np.asarray(detections, np.float32).reshape(-1, 5) if n_det else np.zeros((0, 5), np.float32)
@@ -386,10 +408,12 @@ class FaceTracker:
             matched_d: set[int] = set()
             for level in (True, False):
                 rows = [i for i, t in enumerate(pool) if t.visible == level]
+                if not level and p.anchor_in_view:  # tracks in view left over: at their last observed box too
+                    rows += [i for i, t in enumerate(pool) if t.visible and i not in matched_t]
                 cols = np.array([k for k in high if int(k) not in matched_d], np.int64)
                 if not rows or not len(cols):
                     continue
-                cost = self._cost([pool[i] for i in rows], d[cols, :4], 1.0)
+                cost = self._cost([pool[i] for i in rows], d[cols, :4], 1.0, anchored=not level)
                 for r, k in _assign(cost):
                     det_of[id(pool[rows[r]])] = int(cols[k])
                     matched_t.add(rows[r])
