@@ -39,7 +39,7 @@ from core.track import (
     due_for_classification,
 )
 from core.track.geometry import expand_boxes
-from core.track.motion import CameraMotion
+from core.track.motion import CUT_NCC, CameraMotion
 from stream.frames import Frame
 from stream.people_config import PeopleConfig
 from stream.redact import redact_text
@@ -120,7 +120,7 @@ class SourcePeople:
         self._period: float | None = None
         self._last_step: TrackStep | None = None
         self.motion = (
-            CameraMotion(zoom=cfg.camera_zoom, cut_ncc=None if not cfg.camera_cuts else CameraMotion().cut_ncc)
+            CameraMotion(zoom=cfg.camera_zoom, cut_ncc=CUT_NCC if cfg.camera_cuts else None)
             if cfg.camera_motion else None
         )
         self._pending: tuple[Frame, np.ndarray | None, bool] | None = None  # camera motion measured ahead of track()

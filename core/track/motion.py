@@ -34,6 +34,7 @@ import cv2
 import numpy as np
 
 SMALL_WIDTH = 160
+CUT_NCC = 0.3  # agreement under which a textured pair is a cut (tune clips: cuts 0.03-0.13, other pairs >= 0.50)
 IDENTITY = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
 
 
@@ -200,7 +201,7 @@ class CameraMotion:
 
     def __init__(self, width: int = SMALL_WIDTH, zoom: bool = True, max_corners: int = 60, min_inliers: int = 12,
                  min_inlier_share: float = 0.5, max_zoom: float = 1.25, min_span: float = 0.35,
-                 min_response: float = 0.2, cut_ncc: float | None = 0.3, cut_changed: float = 0.5) -> None:
+                 min_response: float = 0.2, cut_ncc: float | None = CUT_NCC, cut_changed: float = 0.5) -> None:
         self.width = int(width)
         self.zoom = bool(zoom)
         self.max_corners = int(max_corners)
