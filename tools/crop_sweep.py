@@ -34,9 +34,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from core.data._geometry import cut_window  # noqa: E402
-from core.detect.recall import match_pairs  # noqa: E402
 from core.frame_boxes import crop_rects  # noqa: E402
-from tools.crowd_eval import IOU, SIZES, TWO_CLASS, face_size, read_events, size_name  # noqa: E402
+from tools.crowd_eval import SIZES, TWO_CLASS, face_size, match_photo, read_events, size_name  # noqa: E402
 from tools.detector_recall import DEFAULT_DATA, SPLITS, split_files  # noqa: E402
 
 
@@ -119,9 +118,7 @@ def matched_faces(data: Path, split: str, events: Path) -> list[tuple[str, list[
     out = []
     for a in anns:
         dets = found.get(Path(a["file"]).name, [])
-        gt = np.array([b["xyxy"] for b in a["boxes"]], np.float64).reshape(-1, 4)
-        d = np.array([e["box"] + [e["score"]] for e in dets], np.float64).reshape(-1, 5)
-        for i, g in enumerate(match_pairs(gt, d, IOU)):
+        for i, g in enumerate(match_photo(a, dets)):
             if g >= 0 and a["boxes"][g]["label"] in TWO_CLASS:
                 out.append((a["file"], dets[i]["box"], a["boxes"][g]["label"], a["boxes"][g]["xyxy"]))
     return out

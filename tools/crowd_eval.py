@@ -99,6 +99,14 @@ def read_events(path: Path) -> dict[str, list[dict]]:
     return by_name
 
 
+def match_photo(ann: dict, dets: list[dict]) -> np.ndarray:
+    """Index of the annotated box of photo ``ann`` that each of its detection events matched (IoU >= ``IOU``,
+    one to one, by score; any label), or -1: a (len(dets),) int array."""
+    gt = np.array([b["xyxy"] for b in ann["boxes"]], dtype=np.float64).reshape(-1, 4)
+    d = np.array([e["box"] + [e["score"]] for e in dets], dtype=np.float64).reshape(-1, 5)
+    return match_pairs(gt, d, IOU)
+
+
 def score(anns: list[dict], found: dict[str, list[dict]]) -> dict:
     """Counts for one config (see the module docstring)."""
     total, hit, right = defaultdict(int), defaultdict(int), defaultdict(int)
@@ -106,9 +114,7 @@ def score(anns: list[dict], found: dict[str, list[dict]]) -> dict:
     missing = [a["file"] for a in anns if Path(a["file"]).name not in found]
     for a in anns:
         dets = found.get(Path(a["file"]).name, [])
-        gt = np.array([b["xyxy"] for b in a["boxes"]], dtype=np.float64).reshape(-1, 4)
-        d = np.array([e["box"] + [e["score"]] for e in dets], dtype=np.float64).reshape(-1, 5)
-        owner = match_pairs(gt, d, IOU)
+        owner = match_photo(a, dets)
         false += int((owner < 0).sum())
         label_of = {int(g): dets[i]["label"] for i, g in enumerate(owner) if g >= 0}
         for g, b in enumerate(a["boxes"]):

@@ -19,14 +19,11 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from core.detect.recall import match_pairs  # noqa: E402
-from tools.crowd_eval import IOU, SIZES, TWO_CLASS, read_events, size_name  # noqa: E402
+from tools.crowd_eval import SIZES, TWO_CLASS, match_photo, read_events, size_name  # noqa: E402
 from tools.detector_recall import DEFAULT_DATA, SPLITS, split_files  # noqa: E402
 
 
@@ -36,9 +33,7 @@ def labels_of_found(anns: list[dict], events: Path) -> dict[tuple[str, int], str
     out = {}
     for a in anns:
         dets = found.get(Path(a["file"]).name, [])
-        gt = np.array([b["xyxy"] for b in a["boxes"]], np.float64).reshape(-1, 4)
-        d = np.array([e["box"] + [e["score"]] for e in dets], np.float64).reshape(-1, 5)
-        for i, g in enumerate(match_pairs(gt, d, IOU)):
+        for i, g in enumerate(match_photo(a, dets)):
             if g >= 0 and a["boxes"][g]["label"] in TWO_CLASS:
                 out[(a["file"], int(g))] = dets[i]["label"]
     return out
