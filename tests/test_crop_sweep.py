@@ -3,13 +3,12 @@ that its ``margin:0.15`` relabelling gives the worker's own labels."""
 
 from __future__ import annotations
 
-import json
-import time
-
 import numpy as np
 import pytest
 
+from tests._voc_photo import densest_val_photo, worker_labels
 from tools.crop_sweep import main, margin_crop, parse_crops, relabel, square_crop, wrong_by_size
+from tools.crowd_eval import TWO_CLASS
 
 
 def coord_image(h: int = 100, w: int = 200) -> np.ndarray:
@@ -59,46 +58,22 @@ def test_wrong_by_size_counts_per_size():
 def test_margin_015_relabels_as_the_worker_and_main_runs(shared_data, tmp_path, capsys, monkeypatch):
     """One val photo with the annotated boxes as the 'detector': relabel(margin:0.15) == Processor's labels."""
     from stream.config import WorkerConfig
-    from stream.frames import Frame
     from stream.processor import Processor, create_backend
-    from tools.crowd_eval import TWO_CLASS
-    from tools.detector_recall import split_files
 
-    data = shared_data / "facemask_voc"
-    if not (data / "annotations.json").is_file():
-        pytest.skip("facemask_voc is not in the shared data")
-    val = split_files(data, "val")
-    anns = [a for a in json.loads((data / "annotations.json").read_text()) if a["file"] in val]
-    a = max(anns, key=lambda a: sum(b["label"] in TWO_CLASS for b in a["boxes"]))
-    boxes = np.array([b["xyxy"] + [0.9] for b in a["boxes"] if b["label"] in TWO_CLASS], np.float32)
-
-    class AnnotationDetector:
-        def detect(self, images):
-            return [boxes.copy() for _ in images]
-
-    import cv2
-
-    img = cv2.imread(str(data / a["file"]))
-    cfg = WorkerConfig(mode="faces", device="cpu", max_faces=len(boxes))
+    photo = densest_val_photo(shared_data)
+    cfg = WorkerConfig(mode="faces", device="cpu", max_faces=len(photo.boxes))
     backend = create_backend(cfg)
-    (r,) = Processor(backend, cfg, AnnotationDetector()).process([Frame("p", 0, img, time.monotonic(), None)])
-    worker = {tuple(round(v, 1) for v in d.box): d.label_index for d in r.detections}
+    worker = worker_labels(photo, backend, cfg)
     proc = Processor(backend, WorkerConfig(mode="faces", device="cpu"), inference_only=True)
-    mine = relabel(proc, [margin_crop(img, b[:4], 0.15) for b in boxes])
-    h, w = img.shape[:2]
-    clipped = [tuple(round(float(v), 1) for v in np.clip(b[:4], 0, [w, h, w, h])) for b in boxes]
-    assert len(worker) == len(boxes) and [worker[c] for c in clipped] == mine.tolist()
+    mine = relabel(proc, [margin_crop(photo.image, b[:4], 0.15) for b in photo.boxes])
+    assert len(worker) == len(photo.boxes) and [worker[c] for c in photo.clipped()] == mine.tolist()
 
     # main on an events file of that photo: every annotated face found, one table row per crop
-    ev = tmp_path / "events.jsonl"
-    lines = [{"type": "frame", "name": a["file"].split("/")[-1]}]
-    lines += [{"type": "detection", "name": a["file"].split("/")[-1], "box": [float(v) for v in b[:4]],
-               "score": 0.9, "label": "with_mask"} for b in boxes]
-    ev.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    ev = photo.events(tmp_path / "events.jsonl")
     monkeypatch.setattr("stream.processor.create_backend", lambda cfg: backend)  # built once above (~10 s)
-    assert main(["--data", str(data), "--split", "val", "--events", str(ev), "--crops", "margin:0.15,square:1.4"]) == 0
+    assert main(["--data", str(photo.data), "--split", "val", "--events", str(ev), "--crops", "margin:0.15,square:1.4"]) == 0
     out = capsys.readouterr().out
-    assert f"{len(boxes)} found two-class faces" in out
-    truth = [proc.class_names.index(b["label"]) for b in a["boxes"] if b["label"] in TWO_CLASS]
+    assert f"{len(photo.boxes)} found two-class faces" in out
+    truth = [proc.class_names.index(b["label"]) for b in photo.ann["boxes"] if b["label"] in TWO_CLASS]
     wrong = int((mine != np.array(truth)).sum())
-    assert f"| margin:0.15 | no | {wrong}/{len(boxes)} |" in out and "| square:1.4 | no |" in out
+    assert f"| margin:0.15 | no | {wrong}/{len(photo.boxes)} |" in out and "| square:1.4 | no |" in out

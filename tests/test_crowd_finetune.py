@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from core.data.worker_crops import worker_input_image, worker_rect
+from tests._voc_photo import densest_val_photo, worker_labels
 from tools.crowd_finetune import build_found_set, count, photo_folds
 
 
@@ -144,47 +145,20 @@ def test_count_by_size_and_class():
 def test_found_set_gives_the_workers_labels_on_a_real_photo(shared_data, tmp_path):
     """One val photo with its annotated boxes as the 'detector': the found set's images, normalised and classified,
     get exactly the labels the worker (Processor, face_margin 0.3) gives."""
-    import time
-
     from core.preprocess import normalize
     from stream.config import WorkerConfig
-    from stream.frames import Frame
-    from stream.processor import Processor, create_backend
-    from tools.crowd_eval import TWO_CLASS
-    from tools.detector_recall import split_files
+    from stream.processor import create_backend
 
-    data = shared_data / "facemask_voc"
-    if not (data / "annotations.json").is_file():
-        pytest.skip("facemask_voc is not in the shared data")
-    val = split_files(data, "val")
-    anns = [a for a in json.loads((data / "annotations.json").read_text()) if a["file"] in val]
-    a = max(anns, key=lambda a: sum(b["label"] in TWO_CLASS for b in a["boxes"]))
-    boxes = np.array([b["xyxy"] + [0.9] for b in a["boxes"] if b["label"] in TWO_CLASS], np.float32)
-
-    class AnnotationDetector:
-        def detect(self, images):
-            return [boxes.copy() for _ in images]
-
-    img = cv2.imread(str(data / a["file"]))
-    cfg = WorkerConfig(mode="faces", device="cpu", max_faces=len(boxes), face_margin=0.3)
+    photo = densest_val_photo(shared_data)
+    cfg = WorkerConfig(mode="faces", device="cpu", max_faces=len(photo.boxes), face_margin=0.3)
     backend = create_backend(cfg)
-    proc = Processor(backend, cfg, AnnotationDetector())
-    (r,) = proc.process([Frame("p", 0, img, time.monotonic(), None)])
-    worker = {tuple(round(v, 1) for v in d.box): d.label_index for d in r.detections}
-    name = a["file"].split("/")[-1]
-    lines = [{"type": "frame", "name": name}]
-    lines += [{"type": "detection", "name": name, "box": [float(v) for v in b[:4]], "score": 0.9, "label": "x"}
-              for b in boxes]
-    ev = tmp_path / "events.jsonl"
-    ev.write_text("".join(json.dumps(x) + "\n" for x in lines))
-    s = build_found_set(data, "val", ev, margin=0.3, size=224)
-    assert len(s) == len(boxes)
-    x = normalize(torch.from_numpy(s.images), proc.meta.mean, proc.meta.std)
+    worker = worker_labels(photo, backend, cfg)
+    s = build_found_set(photo.data, "val", photo.events(tmp_path / "events.jsonl", label="x"), margin=0.3, size=224)
+    assert len(s) == len(photo.boxes)
+    x = normalize(torch.from_numpy(s.images), backend.meta.mean, backend.meta.std)
     with torch.no_grad():
         mine = backend.forward(x)[0].float().argmax(1).tolist()
-    h, w = img.shape[:2]
-    clipped = [tuple(round(float(v), 1) for v in np.clip(b[:4], 0, [w, h, w, h])) for b in boxes]
-    assert len(worker) == len(boxes) and [worker[c] for c in clipped] == mine
+    assert len(worker) == len(photo.boxes) and [worker[c] for c in photo.clipped()] == mine
 
 
 def test_bad_options_are_user_errors(tmp_path, capsys):
