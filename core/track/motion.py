@@ -99,6 +99,18 @@ def small_to_frame(m: np.ndarray, scale: float) -> np.ndarray:
     return np.hstack([lin, tf[:, None]])
 
 
+def _moved_overlap(prev: np.ndarray, cur: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``prev`` moved by the (2, 3) map ``m`` onto ``cur``'s (h, w) grid, as float32, and the (h, w) bool mask of
+    the pixels it covers."""
+    h, w = cur.shape[:2]
+    mm = np.asarray(m, np.float64).reshape(2, 3)
+    p = np.asarray(prev, np.float32)
+    moved = cv2.warpAffine(p, mm, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=-1.0)
+    inside = cv2.warpAffine(np.ones(p.shape[:2], np.float32), mm, (w, h), flags=cv2.INTER_NEAREST,
+                            borderMode=cv2.BORDER_CONSTANT, borderValue=0.0) > 0.5
+    return moved, inside
+
+
 def motion_agreement(prev: np.ndarray, cur: np.ndarray, m: np.ndarray, min_std: float = 2.0,
                      min_overlap: float = 0.25) -> float | None:
     """How well a motion explains two frames: normalised cross-correlation of ``prev`` moved by ``m`` with ``cur``.
@@ -114,13 +126,8 @@ def motion_agreement(prev: np.ndarray, cur: np.ndarray, m: np.ndarray, min_std: 
         The correlation in [-1, 1] over the pixels both cover (1: the motion explains the change exactly; about
         0: the two are unrelated, a cut), or None when it cannot be judged.
     """
-    h, w = cur.shape[:2]
-    p = np.asarray(prev, np.float32)
+    moved, inside = _moved_overlap(prev, cur, m)
     c = np.asarray(cur, np.float32)
-    moved = cv2.warpAffine(p, np.asarray(m, np.float64).reshape(2, 3), (w, h), flags=cv2.INTER_LINEAR,
-                           borderMode=cv2.BORDER_CONSTANT, borderValue=-1.0)
-    inside = cv2.warpAffine(np.ones_like(p), np.asarray(m, np.float64).reshape(2, 3), (w, h), flags=cv2.INTER_NEAREST,
-                            borderMode=cv2.BORDER_CONSTANT, borderValue=0.0) > 0.5
     if inside.mean() < min_overlap:
         return None
     a = moved[inside] - moved[inside].mean()
@@ -144,12 +151,7 @@ def changed_share(prev: np.ndarray, cur: np.ndarray, m: np.ndarray, diff: float 
     Returns:
         A share in [0, 1], or None.
     """
-    h, w = cur.shape[:2]
-    mm = np.asarray(m, np.float64).reshape(2, 3)
-    moved = cv2.warpAffine(np.asarray(prev, np.float32), mm, (w, h), flags=cv2.INTER_LINEAR,
-                           borderMode=cv2.BORDER_CONSTANT, borderValue=-1.0)
-    inside = cv2.warpAffine(np.ones((prev.shape[0], prev.shape[1]), np.float32), mm, (w, h), flags=cv2.INTER_NEAREST,
-                            borderMode=cv2.BORDER_CONSTANT, borderValue=0.0) > 0.5
+    moved, inside = _moved_overlap(prev, cur, m)
     if not inside.any():
         return None
     return float((np.abs(moved[inside] - np.asarray(cur, np.float32)[inside]) > diff).mean())
