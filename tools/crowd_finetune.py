@@ -53,7 +53,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from core.data.worker_crops import worker_input_image  # noqa: E402
-from tools.crop_sweep import matched_faces  # noqa: E402
+from tools.crop_sweep import matched_faces, wrong_by_size  # noqa: E402
 from tools.crowd_eval import SIZES, face_size, size_name  # noqa: E402
 from tools.detector_recall import DEFAULT_DATA  # noqa: E402
 
@@ -136,10 +136,10 @@ def count(pred: np.ndarray, truth: np.ndarray, sizes: list[str]) -> dict:
     """Wrong (all and per size name of ``tools.crowd_eval.SIZES``), without_mask right / total, with_mask right /
     total, for class indices ``pred`` and ``truth`` (n,)."""
     pred, truth = np.asarray(pred), np.asarray(truth)
-    s = np.array(sizes)
-    out = {"n": int(len(truth)), "wrong": int((pred != truth).sum())}
+    by_size = wrong_by_size(pred, truth, sizes)
+    out = {"n": int(len(truth)), "wrong": by_size["all"][0]}
     for name, _, _ in SIZES:
-        out[f"wrong {name}"] = int(((pred != truth) & (s == name)).sum())
+        out[f"wrong {name}"] = by_size[name][0]
     out["unmasked right"] = int(((pred == 1) & (truth == 1)).sum())
     out["unmasked"] = int((truth == 1).sum())
     out["masked right"] = int(((pred == 0) & (truth == 0)).sum())
