@@ -4,6 +4,8 @@ splices; the seeded recipes on a generated photo set; the MOT files round trip; 
 
 from __future__ import annotations
 
+import dataclasses
+
 import cv2
 import numpy as np
 import pytest
@@ -193,3 +195,77 @@ def test_scorer_command_end_to_end_on_events_made_from_the_truth(tmp_path, capsy
     s = json.loads(out.read_text())["rows"]["baseline"]["pooled"]
     assert s["recall"] == 0
     assert score_main(["--bench", str(tmp_path / "nothing")]) == 2
+
+
+def test_unannotated_faces_become_dont_care_and_change_nothing_else(tmp_path):
+    pytest.importorskip("trackeval", reason="trackeval (the 'bench' extra) is not installed")
+    from tools.trackbench.events import Predictions
+    from tools.trackbench.score import score_clip, summary
+
+    images, pixels = synthetic_photos()
+    plain = build_specs(images, 6, seed=0, size=(192, 108))
+    pan = plain[RECIPES.index("pan")]
+    photo = pan.shots[0].photo
+    y = pan.shots[0].faces[1].box[1]  # at the annotated faces' height (the pan shows it), right of them all
+    extra_box = (272.0, y, 300.0, y + 28.0)
+    pixels[photo][int(y):int(y) + 28, 272:300] = (200, 200, 40)
+    marked = build_specs(images, 6, seed=0, size=(192, 108), unannotated={photo: [extra_box]})
+    # same photos, camera paths, splices; only the pan's photo gains a face, listed after the annotated ones
+    strip = [dataclasses.replace(sp, shots=tuple(dataclasses.replace(sh, faces=sh.faces[:len(p.faces)])
+                                                 for sh, p in zip(sp.shots, a.shots))) for sp, a in zip(marked, plain)]
+    assert strip == plain
+    faces = marked[RECIPES.index("pan")].shots[0].faces
+    assert faces[:-1] == pan.shots[0].faces and faces[-1] == Face(extra_box, "unannotated")
+
+    def truth(spec):
+        rows = [r for _, rs in render(spec, pixels) for r in rs]
+        return GroundTruth.from_rows(spec.name, spec.fps, spec.n_frames, rows)
+
+    old, new = truth(pan), truth(marked[RECIPES.index("pan")])
+    extra_id = len(faces)
+    assert extra_id in set(new.id) and set(new.conf[new.id == extra_id]) == {0}
+    assert set(new.label[new.id == extra_id]) == {"unannotated"}
+    # a tracker that follows every real face, the unannotated one too (as person 99)
+    on_extra = new.id == extra_id
+    pred = Predictions.from_lists(new.frame, new.xyxy, np.where(on_extra, "with_mask", new.label),
+                                  np.where(on_extra, 99, new.id), np.where(on_extra, "with_mask", new.label))
+    before = summary(score_clip(old, pred))  # every unannotated face a false one
+    after = summary(score_clip(new, pred))
+    people = len(set(old.id[old.conf == 1]))
+    assert before["pred_people"] == people + 1 and before["count_error"] == pytest.approx(1 / people)
+    assert before["IDF1"] < 1.0
+    assert after["pred_people"] == after["gt_people"] == people and after["count_error"] == 0
+    assert after["IDF1"] == pytest.approx(1.0)
+
+
+def test_unannotated_file_errors_name_the_file(tmp_path):
+    from tools.trackbench.recipes import load_unannotated
+
+    with pytest.raises(ValueError, match="nope.json: cannot read"):
+        load_unannotated(tmp_path / "nope.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"faces": {"images/a.jpg": [{"box": [10, 10, 5, 20]}]}}', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"bad.json: images/a.jpg: box \[10.0, 10.0, 5.0, 20.0\]"):
+        load_unannotated(bad)
+    good = tmp_path / "good.json"
+    good.write_text('{"about": "x", "faces": {"images/a.jpg": [{"box": [1, 2, 3, 4], "candidate": 7}]}}')
+    assert load_unannotated(good) == {"images/a.jpg": [(1.0, 2.0, 3.0, 4.0)]}
+
+
+def test_shipped_unannotated_faces_lie_on_bench_photos_away_from_annotated_faces(shared_data):
+    from core.data.voc import read_voc
+    from tools.audit_unannotated import bench_photos
+    from tools.trackbench.linker import iou_matrix
+    from tools.trackbench.recipes import load_unannotated
+
+    root = shared_data / "facemask_voc"
+    extra = load_unannotated()
+    by_file = {im.file: im for im in read_voc(root)}
+    used = bench_photos(root)
+    assert sum(len(v) for v in extra.values()) == 30 and set(extra) <= set(used)
+    for f, boxes in extra.items():
+        im = by_file[f]
+        b = np.array(boxes)
+        assert (b[:, :2] >= -1).all() and (b[:, 2] <= im.width + 1).all() and (b[:, 3] <= im.height + 1).all()
+        ann = np.array([x.xyxy for x in im.boxes])
+        assert iou_matrix(b, ann).max() < 0.3, f

@@ -24,7 +24,7 @@ import cv2
 from core.data.splits import voc_split
 from core.data.voc import read_duplicate_groups, read_voc
 from tools.trackbench.mot import write_gt
-from tools.trackbench.recipes import build_specs
+from tools.trackbench.recipes import UNANNOTATED_FILE, build_specs, load_unannotated
 from tools.trackbench.scene import ClipSpec, render_clip
 
 SPLITS = {"test": ("test",), "trainval": ("train", "val")}
@@ -113,20 +113,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clips", type=int, default=12, help="number of clips (recipes cycle)")
     ap.add_argument("--seed", type=int, default=0, help="seed of every random choice")
     ap.add_argument("--size", type=parse_size, default=(960, 540), help="frame size WxH")
+    ap.add_argument("--unannotated", default=str(UNANNOTATED_FILE),
+                    help="faces the annotation leaves out, made don't-care regions (tools/audit_unannotated.py)")
+    ap.add_argument("--annotated-only", action="store_true",
+                    help="ignore --unannotated (the ground truth before 2026-11-30: every unannotated face a false one)")
     args = ap.parse_args(argv)
     root = Path(args.data)
     photos = split_photos(root, args.split, "make_trackbench")
     if photos is None:
         return 2
     try:
-        specs = build_specs(photos, args.clips, args.seed, args.size)
+        extra = {} if args.annotated_only else load_unannotated(args.unannotated)
+        specs = build_specs(photos, args.clips, args.seed, args.size, extra)
     except ValueError as exc:
         print(f"make_trackbench: error: {exc}", file=sys.stderr)
         return 2
     out = Path(args.out)
     n = write_clips(specs, root, out,
                     lambda spec, e: f"{e['frames']} frames at {spec.fps:g} fps, {e['ids']} ids, {', '.join(e['photos'])}",
-                    {"data": str(root), "split": args.split, "seed": args.seed, "size": list(args.size)})
+                    {"data": str(root), "split": args.split, "seed": args.seed, "size": list(args.size),
+                     "unannotated": None if args.annotated_only else args.unannotated})
     print(f"wrote {n} clips to {out} (photos from the {args.split} side of voc_split)")
     return 0
 

@@ -21,11 +21,20 @@ thresholds: ``train``/``val``), never both. A photo qualifies when it has 1-8 fa
 ``with_mask``/``without_mask`` face of 12 px or more (shorter side, photo pixels), and is at least 200 px
 on each side; ``lowfps`` photos need 3 such faces and the others 2 (the ``change`` recipe's
 largest face must also reach 16 px). Every choice comes from ``numpy.random.default_rng(seed)``.
+
+**Faces the annotation leaves out.** Some photos show real faces facemask_voc does not annotate (people in
+the background, a face on a screen). A detector that finds one must not be charged a false person, so
+:func:`load_unannotated` reads ``tools/trackbench/unannotated.json`` (faces found by eye on the benchmark's
+photos, with how they were found) and each shot lists them after the annotated faces with the label
+``unannotated``: don't-care regions, like ``mask_weared_incorrect`` faces (see ``tools/trackbench/score.py``).
+They change no photo choice, camera path or frame, only the ground truth.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+import json
+from pathlib import Path
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -34,6 +43,9 @@ from tools.trackbench.scene import CLASSES, ClipSpec, Face, Occluder, Shot, Spli
 
 RECIPES = ("pan", "zoom", "occlusion", "change", "cut", "lowfps")
 MIN_FACE_PX = 12.0
+UNANNOTATED = "unannotated"  # label of a real face the annotation leaves out (a don't-care region)
+UNANNOTATED_FILE = Path(__file__).with_name("unannotated.json")
+Boxes = Mapping[str, Sequence[Sequence[float]]]
 OTHER = {"with_mask": "without_mask", "without_mask": "with_mask"}
 
 
@@ -65,8 +77,28 @@ class _Frame:
         return (round(t, 3), round(cx, 2), round(cy, 2), round(ww, 2))
 
 
-def _faces(im: VocImage) -> tuple[Face, ...]:
-    return tuple(Face(tuple(float(v) for v in b.xyxy), b.label) for b in im.boxes)
+def load_unannotated(path: str | Path = UNANNOTATED_FILE) -> dict[str, list[tuple[float, float, float, float]]]:
+    """photo file -> boxes (x1, y1, x2, y2, photo pixels) of the real faces its annotation leaves out.
+
+    Raises:
+        ValueError: naming ``path`` when it cannot be read or a box is not four increasing corners.
+    """
+    try:
+        faces = json.loads(Path(path).read_text(encoding="utf-8"))["faces"]
+        out = {f: [tuple(float(v) for v in e["box"]) for e in entries] for f, entries in faces.items()}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path}: cannot read the unannotated faces ({exc})") from None
+    for f, boxes in out.items():
+        for b in boxes:
+            if len(b) != 4 or not (b[0] < b[2] and b[1] < b[3]):
+                raise ValueError(f"{path}: {f}: box {list(b)} is not x1 < x2, y1 < y2")
+    return out
+
+
+def _faces(im: VocImage, extra: Boxes) -> tuple[Face, ...]:
+    """The photo's annotated faces, then its unannotated ones (don't-care) from ``extra``."""
+    return (tuple(Face(tuple(float(v) for v in b.xyxy), b.label) for b in im.boxes)
+            + tuple(Face(tuple(float(v) for v in b), UNANNOTATED) for b in extra.get(im.file, ())))
 
 
 def _centre(b) -> tuple[float, float]:
@@ -124,7 +156,8 @@ def _donor(im: VocImage, face: int, pool: Sequence[VocImage]) -> tuple[str, tupl
 
 
 def build_specs(
-    images: Sequence[VocImage], n_clips: int = 12, seed: int = 0, size: tuple[int, int] = (960, 540)
+    images: Sequence[VocImage], n_clips: int = 12, seed: int = 0, size: tuple[int, int] = (960, 540),
+    unannotated: Boxes | None = None,
 ) -> list[ClipSpec]:
     """The benchmark's clip specs (deterministic for the same photos, n_clips, seed and size).
 
@@ -133,10 +166,13 @@ def build_specs(
         n_clips: clips to make; recipes cycle through :data:`RECIPES`.
         seed: seed of every random choice.
         size: (W, H) of the output frames.
+        unannotated: photo file -> boxes of faces its annotation leaves out (:func:`load_unannotated`),
+            added to its shots as don't-care faces; None: none.
 
     Raises:
         ValueError: too few qualifying photos for ``n_clips`` (each photo is used once).
     """
+    extra = unannotated or {}
     pool = sorted(images, key=lambda im: im.file)
     cands = [im for im in pool if qualifies(im)]
     rng = np.random.default_rng(seed)
@@ -156,7 +192,7 @@ def build_specs(
         name = f"{i:02d}_{recipe}"
         if recipe == "pan":
             im = take()
-            shots = (Shot(im.file, _faces(im), 6.0, _pan(im, size, rng, 6.0)),)
+            shots = (Shot(im.file, _faces(im, extra), 6.0, _pan(im, size, rng, 6.0)),)
             specs.append(ClipSpec(name, 25.0, size, shots, recipe))
         elif recipe == "zoom":
             im = take()
@@ -165,7 +201,7 @@ def build_specs(
             fy = _faces_y(im)
             keys = (g.key(0, g.pw / 2, fy, g.wmax), g.key(3.0, cx, cy, 0.35 * g.wmax),
                     g.key(6.0, (cx + g.pw / 2) / 2, (cy + fy) / 2, 0.8 * g.wmax))
-            specs.append(ClipSpec(name, 25.0, size, (Shot(im.file, _faces(im), 6.0, keys),), recipe))
+            specs.append(ClipSpec(name, 25.0, size, (Shot(im.file, _faces(im, extra), 6.0, keys),), recipe))
         elif recipe == "occlusion":
             im = take()
             g = _Frame(im, size)
@@ -174,7 +210,7 @@ def build_specs(
             keys = (g.key(0, g.pw * 0.45, fy, ww), g.key(6.0, g.pw * 0.55, fy, ww))
             lr = rng.random() < 0.5
             occ = Occluder(-0.1 if lr else 1.1, 1.1 if lr else -0.1, 0.16, 0.0, 1.0, 1.0, 5.0)
-            specs.append(ClipSpec(name, 25.0, size, (Shot(im.file, _faces(im), 6.0, keys, (occ,)),), recipe))
+            specs.append(ClipSpec(name, 25.0, size, (Shot(im.file, _faces(im, extra), 6.0, keys, (occ,)),), recipe))
         elif recipe == "change":
             im = take(lambda im: _n2(im) >= 2 and _side(im.boxes[_largest(im)].xyxy) >= 16)
             j = _largest(im)
@@ -184,15 +220,15 @@ def build_specs(
             ww = 0.6 * g.wmax
             keys = (g.key(0, cx - 0.1 * ww, cy, ww), g.key(8.0, cx + 0.1 * ww, cy, ww))
             sp = Splice(j, dfile, dbox, dlabel, 2.5, 5.5)
-            specs.append(ClipSpec(name, 25.0, size, (Shot(im.file, _faces(im), 8.0, keys, (), (sp,)),), recipe,
+            specs.append(ClipSpec(name, 25.0, size, (Shot(im.file, _faces(im, extra), 8.0, keys, (), (sp,)),), recipe,
                                   {"splice": f"face {j} shows a {dlabel} face from {dfile} during [2.5, 5.5) s"}))
         elif recipe == "cut":
             a, b = take(), take()
-            shots = tuple(Shot(p.file, _faces(p), 4.0, _pan(p, size, rng, 4.0, ww_frac=0.75)) for p in (a, b))
+            shots = tuple(Shot(p.file, _faces(p, extra), 4.0, _pan(p, size, rng, 4.0, ww_frac=0.75)) for p in (a, b))
             specs.append(ClipSpec(name, 25.0, size, shots, recipe,
                                   {"cut": "at 4 s; the second photo's faces are new identities"}))
         else:  # lowfps
             im = take(lambda im: _n2(im) >= 3)
-            shots = (Shot(im.file, _faces(im), 8.0, _pan(im, size, rng, 8.0, ww_frac=0.6, sweeps=6)),)
+            shots = (Shot(im.file, _faces(im, extra), 8.0, _pan(im, size, rng, 8.0, ww_frac=0.6, sweeps=6)),)
             specs.append(ClipSpec(name, 5.0, size, shots, recipe))
     return specs

@@ -11,8 +11,9 @@ Ground truth per frame and face (MOT convention, frames 1-based):
 
 * ``box``: the face box clipped to the frame (x1, y1, x2, y2, frame pixels);
 * ``visibility``: visible area (inside the frame, not under an occluder) / the unclipped box area;
-* ``conf``: 1 for ``with_mask`` / ``without_mask`` faces, 0 for ``mask_weared_incorrect`` (a
-  don't-care region: neither a miss nor a false positive);
+* ``conf``: 1 for ``with_mask`` / ``without_mask`` faces, 0 for ``mask_weared_incorrect`` faces and
+  for ``unannotated`` ones (real faces the annotation leaves out, ``tools/trackbench/recipes.py``): don't-care
+  regions, neither a miss nor a false positive;
 * ``label``: the face's class in that frame (a splice's donor class while the splice is on).
 
 A face whose clipped box is empty is absent from that frame.
@@ -32,7 +33,7 @@ SPLICE_PAD = 0.15  # fraction of the face box added per side around a spliced fa
 
 @dataclass(frozen=True)
 class Face:
-    """One annotated face of a photo: box (x1, y1, x2, y2) in photo pixels and its VOC label."""
+    """One face of a photo: box (x1, y1, x2, y2) in photo pixels and its VOC label (or ``unannotated``)."""
 
     box: tuple[float, float, float, float]
     label: str
@@ -86,7 +87,7 @@ class Shot:
 
     Attributes:
         photo: file relative to the data root.
-        faces: the photo's annotated faces (identity = position in this tuple).
+        faces: the photo's annotated faces, then unannotated ones (identity = position in this tuple).
         duration_s: length in seconds.
         camera: keyframes (t_s, cx, cy, window_width) in photo pixels, t increasing; linear in between.
         occluders: boards drawn over the frame.
