@@ -84,15 +84,16 @@ def main(argv: list[str] | None = None) -> int:
         ann = np.array([b.xyxy for b in im.boxes], np.float64)
         if len(found) and len(ann):
             found = found[iou_matrix(found[:, :4], ann).max(1) < 0.3]
+        marked = img.copy()
+        for q in ann:  # annotated faces in green: a candidate on one of them is a misplaced box, not a face
+            cv2.rectangle(marked, (int(q[0]), int(q[1])), (int(q[2]), int(q[3])), (0, 255, 0), 1)
         for c in merge(found) if len(found) else []:
             x1, y1, x2, y2 = c[:4]
             cands.append({"n": len(cands), "photo": f, "box": [round(float(v), 1) for v in c[:4]],
                           "score": round(float(c[4]), 3), "votes": int(c[5])})
             w, h = x2 - x1, y2 - y1
             a, b = int(max(0, x1 - 1.0 * w)), int(max(0, y1 - 1.0 * h))
-            shown = img.copy()
-            for q in ann:  # annotated faces in green: a candidate on one of them is a misplaced box, not a face
-                cv2.rectangle(shown, (int(q[0]), int(q[1])), (int(q[2]), int(q[3])), (0, 255, 0), 1)
+            shown = marked.copy()
             cv2.rectangle(shown, (int(x1), int(y1)), (int(x2), int(y2)), (0, 255, 255), 1)
             crop = shown[b:int(y2 + 1.0 * h), a:int(x2 + 1.0 * w)]
             tile = cv2.resize(crop, (TILE, TILE), interpolation=cv2.INTER_CUBIC)

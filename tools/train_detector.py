@@ -209,15 +209,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     cand = args.out / "candidate.onnx"
     history, best, ref = [], (-math.inf, 0, start), None
+
+    def score(ev: dict) -> float:
+        return mean_all_score(ev) if args.select == "all" else faces_score(ev, ref)
+
     if args.eval_stock:
         cand.write_bytes(start)
         ref = evaluate(cand, val, args.threads)
         history.append({"step": 0, "val": ref})
-        best = (mean_all_score(ref) if args.select == "all" else -math.inf, 0, start)
+        best = (score(ref), 0, start)  # under --select faces the start never beats itself: -inf
         print(f"step 0 ({args.init or 'stock'}): {json.dumps(ref)}", flush=True)
-
-    def score(ev: dict) -> float:
-        return mean_all_score(ev) if args.select == "all" else faces_score(ev, ref)
 
     t0 = time.time()
     model.train()
@@ -236,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
             cand.write_bytes(onnx_bytes)
             ev = evaluate(cand, val, args.threads)
             history.append({"step": step, "train_s": round(time.time() - t0, 1), "val": ev})
-            if ref is not None and args.select == "faces":
+            if args.select == "faces":  # ref exists: --select faces refuses --no-eval-stock
                 history[-1]["fails"] = faces_failures(ev, ref)
             tqdm.write(f"step {step}: score {score(ev):.4f} {json.dumps(history[-1])}")
             if score(ev) > best[0]:
