@@ -48,6 +48,8 @@ def test_screen_counts_faces_per_score_and_boxes_on_no_face():
 def test_split_specs_keeps_a_specs_options_together():
     assert screen._split_specs("retinaface,retinaface:input_size=800,nms_iou=0.3,retinaface:input_size=960,yuface") == [
         "retinaface", "retinaface:input_size=800,nms_iou=0.3", "retinaface:input_size=960", "yuface"]
+    assert screen._split_specs("retinaface;retinaface:input_size=800,nms_iou=0.3") == [
+        "retinaface", "retinaface:input_size=800,nms_iou=0.3"]
     assert screen._split_specs("retinaface:weights=C:/m.onnx,input_size=800") == [
         "retinaface:weights=C:/m.onnx,input_size=800"]
 

@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bench", nargs="+", default=["out/trackbench_tune"], help="clip-set folders (make_trackbench)")
     ap.add_argument("--detectors", default="retinaface,retinaface:input_size=800",
-                    help="comma-separated name[:key=value,...] (e.g. retinaface,retinaface:input_size=800,nms_iou=0.3)")
+                    help="name[:key=value,...] separated by ',' or ';' (e.g. retinaface,retinaface:input_size=800,nms_iou=0.3)")
     ap.add_argument("--scores", default="0.6,0.4", help="score thresholds the found faces are counted at")
     ap.add_argument("--false-score", type=float, default=0.4, help="boxes at least this count when on no face")
     ap.add_argument("--iou", type=float, default=0.3)
@@ -100,7 +100,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _split_specs(text: str) -> list[str]:
     """``a,b:x=1,y=2,b:x=3`` -> ``["a", "b:x=1,y=2", "b:x=3"]``: a bare ``key=value`` part belongs to the spec
-    before it."""
+    before it; with a ``;`` anywhere, the specs are what ``;`` separates."""
+    if ";" in text:  # tools.detector_recall's form: specs separated by ';'
+        return [t.strip() for t in text.split(";") if t.strip()]
     specs: list[str] = []
     for part in filter(None, text.split(",")):
         key, eq, _ = part.partition("=")
