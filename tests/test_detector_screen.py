@@ -105,3 +105,6 @@ def test_cli_screens_a_clip_set_and_refuses_bad_input(tmp_path, monkeypatch, cap
     assert screen.main(["--bench", str(tmp_path / "set"), "--detectors", "nosuch"]) == 2
     assert "--detectors: unknown face detector 'nosuch'" in capsys.readouterr().err
     assert screen.main(["--bench", str(tmp_path / "set"), "--every", "0"]) == 2
+    (tmp_path / "set" / "00_c" / "gt" / "labels.csv").unlink()
+    assert screen.main(["--bench", str(tmp_path / "set"), "--detectors", "blobs"]) == 2
+    assert "labels.csv" in capsys.readouterr().err

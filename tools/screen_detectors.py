@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
                 for i, frame in clip_frames(clip, args.every):
                     for s, d in dets.items():
                         out[s][i] = d.detect([frame])[0]
-            except ValueError as exc:
+            except (ValueError, OSError) as exc:  # a malformed or missing ground-truth file, an unreadable video
                 print(f"{clip}: {exc}", file=sys.stderr)
                 return 2
             for s in specs:
