@@ -31,7 +31,8 @@ def test_screen_counts_faces_per_score_and_boxes_on_no_face():
     dets = {
         1: np.array([[*A, 0.7], [*B, 0.9], [60, 60, 80, 80, 0.5], [150, 60, 170, 80, 0.3]], np.float32),
         2: np.array([[12, 12, 52, 52, 0.5]], np.float32),  # IoU 1444/1756 = 0.82 with A
-        # frame 3 is not screened: its face is not counted
+        # frame 3 is not screened: its face is not counted; frame 9 is past the clip's end
+        9: np.array([[*A, 0.9]], np.float32),
     }
     c = ScreenCount((0.6, 0.4), false_score=0.4)
     c.add_clip(_gt(), dets, iou=0.3)
@@ -105,6 +106,8 @@ def test_cli_screens_a_clip_set_and_refuses_bad_input(tmp_path, monkeypatch, cap
     assert screen.main(["--bench", str(tmp_path / "set"), "--detectors", "nosuch"]) == 2
     assert "--detectors: unknown face detector 'nosuch'" in capsys.readouterr().err
     assert screen.main(["--bench", str(tmp_path / "set"), "--every", "0"]) == 2
+    assert screen.main(["--bench", str(tmp_path / "set"), "--scores", "0.6,high"]) == 2
+    assert "--scores" in capsys.readouterr().err
     (tmp_path / "set" / "00_c" / "gt" / "labels.csv").unlink()
     assert screen.main(["--bench", str(tmp_path / "set"), "--detectors", "blobs"]) == 2
     assert "labels.csv" in capsys.readouterr().err

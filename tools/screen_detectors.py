@@ -59,7 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--every", type=int, default=5)
     ap.add_argument("--json", default=None, help="also write the rows here")
     args = ap.parse_args(argv)
-    scores = tuple(float(s) for s in args.scores.split(","))
+    try:
+        scores = tuple(float(s) for s in args.scores.split(","))
+    except ValueError:
+        print(f"--scores must be numbers separated by ',', got {args.scores!r}", file=sys.stderr)
+        return 2
     if args.every < 1:
         print(f"--every must be >= 1, got {args.every}", file=sys.stderr)
         return 2

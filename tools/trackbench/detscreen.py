@@ -47,10 +47,11 @@ class ScreenCount:
         Args:
             gt: the clip's ground truth.
             dets: 1-based frame index -> (m, 5) ``x1, y1, x2, y2, score`` the detector gave on that frame;
-                only these frames are counted.
+                only these frames are counted (those past the clip's ``seqLength`` are not).
             iou: the match threshold.
         """
         opts = ScoreOptions(iou=iou)
+        dets = {f: d for f, d in dets.items() if 1 <= f <= gt.n_frames}
         frames = sorted(dets)
         self.frames += len(frames)
         for k, s in enumerate(self.scores):
