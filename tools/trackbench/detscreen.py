@@ -54,12 +54,14 @@ class ScreenCount:
         dets = {f: d for f, d in dets.items() if 1 <= f <= gt.n_frames}
         frames = sorted(dets)
         self.frames += len(frames)
+        # one matching per distinct threshold (false_score is usually one of the scores too)
+        matched = {t: clip_matches(gt, _predictions(dets, t), opts) for t in {*self.scores, self.false_score}}
+        gt_rows = matched[self.false_score][2]  # the evaluated faces do not depend on the boxes
+        self.faces += sum(len(gt_rows[f]) for f in frames)
         for k, s in enumerate(self.scores):
-            _, _, gt_rows, _, pairs = clip_matches(gt, _predictions(dets, s), opts)
+            pairs = matched[s][4]
             self.found[k] += sum(len(pairs[f][1]) for f in frames)
-            if k == 0:
-                self.faces += sum(len(gt_rows[f]) for f in frames)
-        _, _, _, pr_rows, pairs = clip_matches(gt, _predictions(dets, self.false_score), opts)
+        _, _, _, pr_rows, pairs = matched[self.false_score]
         self.false += sum(len(pr_rows[f]) - len(pairs[f][1]) for f in frames)
 
     def row(self) -> dict:
